@@ -14,12 +14,17 @@
 package deliver
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
+	"github.com/ternmail/tern/internal/accounts"
+	"github.com/ternmail/tern/internal/msginfo"
 	"github.com/ternmail/tern/internal/store"
 )
 
@@ -65,25 +70,257 @@ type Message struct {
 	Body       io.Reader         // the whole message, with any trace headers already prepended
 }
 
+// New returns a Deliverer writing into st.
 func New(st store.Store, cfg Config, log *slog.Logger) *Deliverer {
 	return &Deliverer{st: st, cfg: cfg, log: log}
 }
 
+// maxAliasDepth bounds alias chains; accounts.Manager refuses deeper
+// chains and loops when aliases are added, this guards what is stored.
+const maxAliasDepth = 10
+
 // Resolve maps address to its targets. It returns ErrNotLocal for a
 // foreign domain (callers decide whether that is a relay), ErrUnknownUser
 // when the domain is ours but nothing receives there, ErrBadAddress for an
-// invalid address.
+// invalid address, ErrRelayUnavailable when an alias forwards to a remote
+// address and relaying is off, and store.ErrQuota when every local account
+// it reaches is already full.
 func (d *Deliverer) Resolve(ctx context.Context, address string) (Recipient, error) {
-	panic("unimplemented")
+	addr, err := accounts.NormalizeAddress(address)
+	if err != nil {
+		return Recipient{}, fmt.Errorf("%w: %v", ErrBadAddress, err)
+	}
+	_, domain, _ := accounts.SplitAddress(addr)
+	if _, err := d.st.GetDomain(ctx, domain); errors.Is(err, store.ErrNotFound) {
+		return Recipient{}, ErrNotLocal
+	} else if err != nil {
+		return Recipient{}, fmt.Errorf("resolve %s: %w", addr, err)
+	}
+	r := Recipient{Address: addr}
+	seen := map[string]bool{}
+	if err := d.expand(ctx, addr, 0, seen, &r); err != nil {
+		return Recipient{}, err
+	}
+	if len(r.Remote) > 0 && !d.cfg.Relay {
+		return Recipient{}, ErrRelayUnavailable
+	}
+	if len(r.Accounts) > 0 && len(r.Remote) == 0 {
+		full := 0
+		for _, id := range r.Accounts {
+			a, err := d.st.GetAccountByID(ctx, id)
+			if err != nil {
+				return Recipient{}, fmt.Errorf("resolve %s: %w", addr, err)
+			}
+			if a.QuotaBytes > 0 && a.UsedBytes >= a.QuotaBytes {
+				full++
+			}
+		}
+		if full == len(r.Accounts) {
+			return Recipient{}, fmt.Errorf("%s: %w", addr, store.ErrQuota)
+		}
+	}
+	return r, nil
 }
 
-// Deliver stores m for all its recipients, once, durably.
+// Remote returns the recipient for an address in a foreign domain, for
+// authenticated submission. It fails with ErrRelayUnavailable when
+// relaying is off.
+func (d *Deliverer) Remote(address string) (Recipient, error) {
+	addr, err := accounts.NormalizeAddress(address)
+	if err != nil {
+		return Recipient{}, fmt.Errorf("%w: %v", ErrBadAddress, err)
+	}
+	if !d.cfg.Relay {
+		return Recipient{}, ErrRelayUnavailable
+	}
+	return Recipient{Address: addr, Remote: []string{addr}}, nil
+}
+
+// expand adds addr's final targets to r: an account, an alias's targets
+// (recursively), the account or alias without a +tag, the domain's
+// catch-all, or, for postmaster, the first admin account.
+func (d *Deliverer) expand(ctx context.Context, addr string, depth int, seen map[string]bool, r *Recipient) error {
+	if seen[addr] {
+		return nil // an alias loop or a target named twice: one copy
+	}
+	seen[addr] = true
+	if depth > maxAliasDepth {
+		return fmt.Errorf("%w: alias chain deeper than %d at %s", ErrUnknownUser, maxAliasDepth, addr)
+	}
+	local, domain, err := accounts.SplitAddress(addr)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadAddress, err)
+	}
+	dom, err := d.st.GetDomain(ctx, domain)
+	if errors.Is(err, store.ErrNotFound) {
+		if depth == 0 {
+			return ErrNotLocal
+		}
+		r.Remote = appendUnique(r.Remote, addr)
+		return nil
+	} else if err != nil {
+		return err
+	}
+	candidates := []string{addr}
+	if base := accounts.StripTag(local); base != local {
+		candidates = append(candidates, base+"@"+domain)
+	}
+	for _, c := range candidates {
+		found, err := d.expandExact(ctx, c, depth, seen, r)
+		if found || err != nil {
+			return err
+		}
+	}
+	if dom.CatchAll != "" && dom.CatchAll != addr {
+		return d.expand(ctx, dom.CatchAll, depth+1, seen, r)
+	}
+	if accounts.StripTag(local) == "postmaster" {
+		// RFC 5321 §4.5.1: postmaster must be deliverable for every
+		// domain we accept mail for.
+		return d.expandPostmaster(ctx, addr, r)
+	}
+	return ErrUnknownUser
+}
+
+// expandExact resolves addr as an account or an alias, without tag
+// stripping or catch-all, and reports whether it exists.
+func (d *Deliverer) expandExact(ctx context.Context, addr string, depth int, seen map[string]bool, r *Recipient) (bool, error) {
+	a, err := d.st.GetAccount(ctx, addr)
+	if err == nil {
+		r.Accounts = appendUnique(r.Accounts, a.ID)
+		return true, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return false, err
+	}
+	al, err := d.st.GetAlias(ctx, addr)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	for _, t := range al.Targets {
+		if err := d.expand(ctx, t, depth+1, seen, r); err != nil && !errors.Is(err, ErrUnknownUser) {
+			return true, err
+		}
+	}
+	if len(r.Accounts) == 0 && len(r.Remote) == 0 {
+		return true, ErrUnknownUser
+	}
+	return true, nil
+}
+
+func (d *Deliverer) expandPostmaster(ctx context.Context, addr string, r *Recipient) error {
+	all, err := d.st.ListAccounts(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, a := range all {
+		if a.Admin {
+			r.Accounts = appendUnique(r.Accounts, a.ID)
+			return nil
+		}
+	}
+	return ErrUnknownUser
+}
+
+func appendUnique[T comparable](s []T, v T) []T {
+	for _, x := range s {
+		if x == v {
+			return s
+		}
+	}
+	return append(s, v)
+}
+
+// Deliver stores m for all its recipients, once, durably. It returns nil
+// only when every local copy is filed and every remote recipient queued.
 func (d *Deliverer) Deliver(ctx context.Context, m *Message) error {
-	panic("unimplemented")
+	if len(m.Recipients) == 0 {
+		return fmt.Errorf("deliver: %w: no recipients", store.ErrInvalid)
+	}
+	var local []store.Target
+	var remote []store.QueueRecipient
+	seenAcct := map[int64]bool{}
+	seenRemote := map[string]bool{}
+	for _, rc := range m.Recipients {
+		for _, id := range rc.Accounts {
+			if !seenAcct[id] {
+				seenAcct[id] = true
+				local = append(local, store.Target{AccountID: id, Mailbox: "INBOX"})
+			}
+		}
+		for _, addr := range rc.Remote {
+			if !seenRemote[addr] {
+				seenRemote[addr] = true
+				remote = append(remote, store.QueueRecipient{Address: addr, Notify: m.Notify[rc.Address], Original: rc.Address})
+			}
+		}
+	}
+	if len(remote) > 0 && !d.cfg.Relay {
+		return ErrRelayUnavailable
+	}
+	blob, info, err := d.spool(ctx, m.Body)
+	if err != nil {
+		return err
+	}
+	_, err = d.st.Deliver(ctx, &store.Delivery{
+		Blob: blob, Info: info, From: m.From,
+		Local: local, Remote: remote, DSN: m.DSN,
+		// A recipient at its quota was refused at RCPT by Resolve; a
+		// message that only now pushes an account past it is accepted,
+		// since refusing one recipient here would fail them all.
+		EnforceQuota: false,
+	})
+	if err != nil {
+		return fmt.Errorf("deliver: %w", err)
+	}
+	d.log.Info("received", "blob", blob.ID, "size", blob.Size, "from", m.From,
+		"local", len(local), "remote", len(remote))
+	return nil
 }
 
 // Append files body into one mailbox of one account (IMAP APPEND, Sent,
-// Drafts), with flags and an internal date (zero means now).
+// Drafts), with flags and an internal date (zero means now). The account's
+// quota is enforced (store.ErrQuota).
 func (d *Deliverer) Append(ctx context.Context, accountID int64, mailbox string, flags []string, date time.Time, body io.Reader) (store.Delivered, error) {
-	panic("unimplemented")
+	blob, info, err := d.spool(ctx, body)
+	if err != nil {
+		return store.Delivered{}, err
+	}
+	res, err := d.st.Deliver(ctx, &store.Delivery{
+		Blob: blob, Info: info,
+		Local:        []store.Target{{AccountID: accountID, Mailbox: mailbox, Flags: flags, InternalDate: date}},
+		EnforceQuota: true,
+	})
+	if err != nil {
+		return store.Delivered{}, fmt.Errorf("append: %w", err)
+	}
+	if len(res) != 1 {
+		return store.Delivered{}, fmt.Errorf("append: store filed %d copies, want 1", len(res))
+	}
+	return res[0], nil
+}
+
+// spool writes the body into the store and parses it once.
+func (d *Deliverer) spool(ctx context.Context, body io.Reader) (*store.Blob, *msginfo.Info, error) {
+	blob, err := d.st.Spool(ctx, body, d.cfg.MaxMessageBytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("spool: %w", err)
+	}
+	var ra io.ReaderAt
+	if blob.Data != nil || blob.Path == "" {
+		ra = bytes.NewReader(blob.Data)
+	} else {
+		f, err := os.Open(blob.Path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("spool: %w", err)
+		}
+		defer f.Close()
+		ra = f
+	}
+	info, err := msginfo.Parse(ra, blob.Size)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse: %w", err)
+	}
+	return blob, info, nil
 }

@@ -271,6 +271,7 @@ type Store interface {
 	ListAccounts(ctx context.Context, domain string) ([]Account, error) // domain "" lists all
 	SetPassword(ctx context.Context, accountID int64, hash string) error
 	SetQuota(ctx context.Context, accountID int64, bytes int64) error
+	SetAdmin(ctx context.Context, accountID int64, admin bool) error
 	RemoveAccount(ctx context.Context, accountID int64) error
 
 	// Aliases.

@@ -1,0 +1,273 @@
+// Package daemon is the composition root: it builds the store, delivery,
+// authentication and every door from a Config, opens the listeners, and
+// drains them on shutdown. Only this package and cli pick the store
+// implementation.
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ternmail/tern/internal/auth"
+	"github.com/ternmail/tern/internal/certs"
+	"github.com/ternmail/tern/internal/config"
+	"github.com/ternmail/tern/internal/deliver"
+	"github.com/ternmail/tern/internal/imapd"
+	"github.com/ternmail/tern/internal/pop3d"
+	"github.com/ternmail/tern/internal/smtpd"
+	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/sqlite"
+)
+
+// door is what every protocol server offers the daemon.
+type door interface {
+	Serve(net.Listener) error
+	ServeTLS(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+// Daemon is a running Tern.
+type Daemon struct {
+	cfg   config.Config
+	log   *slog.Logger
+	st    store.Store
+	certs *certs.Manager
+	lock  *os.File
+
+	addrs   map[string]net.Addr
+	doors   []door
+	wg      sync.WaitGroup
+	closing atomic.Bool // Serve errors after Shutdown began are expected
+}
+
+// ErrRunning means another tern serve holds the data directory.
+var ErrRunning = errors.New("another tern serve is already running on this data directory")
+
+// Start opens the data directory, builds every door and starts listening.
+// The caller stops it with Shutdown.
+func Start(cfg config.Config, log *slog.Logger) (*Daemon, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	lock, err := lockDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, log: log, lock: lock, addrs: map[string]net.Addr{}}
+	if err := d.build(); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d.Shutdown(ctx)
+		return nil, err
+	}
+	return d, nil
+}
+
+// lockDir takes an exclusive lock on the data directory for the life of
+// the process: admin commands may open the store meanwhile, a second
+// server may not. The kernel releases it when the process dies.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "serve.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w", dir, ErrRunning)
+		}
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return f, nil
+}
+
+func (d *Daemon) build() error {
+	cfg := d.cfg
+	st, err := sqlite.Open(cfg.DataDir, d.log.With("component", "store"))
+	if err != nil {
+		return err
+	}
+	d.st = st
+	d.certs, err = certs.Open(cfg.TLS.Cert, cfg.TLS.Key, cfg.DataDir, cfg.Hostname)
+	if err != nil {
+		return err
+	}
+	tlsCfg := d.certs.TLSConfig()
+	au := auth.New(st, auth.Config{
+		MaxFailures: cfg.Limits.AuthMaxFailures,
+		BaseDelay:   cfg.Limits.AuthFailureDelay.Duration,
+	}, d.log.With("component", "auth"))
+	dl := deliver.New(st, deliver.Config{
+		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		Relay:           cfg.Relay.Enabled,
+	}, d.log.With("component", "deliver"))
+
+	lim := cfg.Limits
+	addrOf := map[string]string{}
+	for _, l := range cfg.Listeners() {
+		addrOf[l.Name] = l.Addr
+	}
+	needed := func(names ...string) bool {
+		for _, n := range names {
+			if addrOf[n] != "" {
+				return true
+			}
+		}
+		return false
+	}
+	if addrOf["http"] != "" {
+		d.log.Warn("the web interface is not part of this version; listen.http is ignored", "addr", addrOf["http"])
+	}
+	smtpCfg := func(mode smtpd.Mode) smtpd.Config {
+		return smtpd.Config{
+			Mode: mode, Hostname: cfg.Hostname, TLS: tlsCfg,
+			AllowPlaintextAuth: cfg.AllowPlaintextAuth,
+			MaxMessageBytes:    lim.MaxMessageBytes, MaxRecipients: lim.MaxRecipients,
+			MaxConns: lim.MaxConns, MaxConnsPerIP: lim.MaxConnsPerIP,
+		}
+	}
+	smtpDeps := smtpd.Deps{Store: st, Deliver: dl, Auth: au, Log: d.log.With("door", "smtp")}
+	// One server per door, shared by its plain and implicit-TLS ports so
+	// they share one set of limits.
+	var mx, sub, imap, pop door
+	if needed("smtp") {
+		if mx, err = smtpd.New(smtpCfg(smtpd.MX), smtpDeps); err != nil {
+			return fmt.Errorf("smtp: %w", err)
+		}
+	}
+	if needed("submission", "submissions") {
+		if sub, err = smtpd.New(smtpCfg(smtpd.Submission), smtpDeps); err != nil {
+			return fmt.Errorf("submission: %w", err)
+		}
+	}
+	if needed("imap", "imaps") {
+		if imap, err = d.newIMAP(tlsCfg, st, dl, au); err != nil {
+			return fmt.Errorf("imap: %w", err)
+		}
+	}
+	if needed("pop3", "pop3s") {
+		if pop, err = d.newPOP3(tlsCfg, st, au); err != nil {
+			return fmt.Errorf("pop3: %w", err)
+		}
+	}
+	for _, dr := range []door{mx, sub, imap, pop} {
+		if dr != nil {
+			d.doors = append(d.doors, dr)
+		}
+	}
+	listeners := []struct {
+		name     string
+		door     door
+		implicit bool
+	}{
+		{"smtp", mx, false}, {"submission", sub, false}, {"submissions", sub, true},
+		{"imap", imap, false}, {"imaps", imap, true}, {"pop3", pop, false}, {"pop3s", pop, true},
+	}
+	for _, l := range listeners {
+		if addrOf[l.name] == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", addrOf[l.name])
+		if err != nil {
+			return fmt.Errorf("listen.%s: %w", l.name, err)
+		}
+		d.addrs[l.name] = ln.Addr()
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			serve := l.door.Serve
+			if l.implicit {
+				serve = l.door.ServeTLS
+			}
+			if err := serve(ln); err != nil && !d.closing.Load() {
+				d.log.Error("listener stopped", "listener", l.name, "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+func (d *Daemon) newIMAP(tlsCfg *tls.Config, st store.Store, dl *deliver.Deliverer, au *auth.Authenticator) (door, error) {
+	lim := d.cfg.Limits
+	return imapd.New(imapd.Config{
+		Hostname: d.cfg.Hostname, TLS: tlsCfg, AllowPlaintextAuth: d.cfg.AllowPlaintextAuth,
+		MaxLiteralBytes: lim.MaxMessageBytes, IdleTimeout: lim.IMAPIdleTimeout.Duration,
+		MaxConns: lim.MaxConns, MaxConnsPerIP: lim.MaxConnsPerIP,
+	}, imapd.Deps{Store: st, Deliver: dl, Auth: au, Log: d.log.With("door", "imap")})
+}
+
+func (d *Daemon) newPOP3(tlsCfg *tls.Config, st store.Store, au *auth.Authenticator) (door, error) {
+	lim := d.cfg.Limits
+	return pop3d.New(pop3d.Config{
+		Hostname: d.cfg.Hostname, TLS: tlsCfg, AllowPlaintextAuth: d.cfg.AllowPlaintextAuth,
+		IdleTimeout: lim.POP3IdleTimeout.Duration,
+		MaxConns:    lim.MaxConns, MaxConnsPerIP: lim.MaxConnsPerIP,
+	}, pop3d.Deps{Store: st, Auth: au, Log: d.log.With("door", "pop3")})
+}
+
+// Store is the daemon's store, for bootstrapping the first account.
+func (d *Daemon) Store() store.Store { return d.st }
+
+// Addr is the bound address of a listener by its [listen] key, or nil.
+func (d *Daemon) Addr(name string) net.Addr { return d.addrs[name] }
+
+// CertFile is the certificate presented by TLS doors.
+func (d *Daemon) CertFile() string { return d.certs.CertFile() }
+
+// Reload re-reads the TLS certificate (SIGHUP).
+func (d *Daemon) Reload() error { return d.certs.Reload() }
+
+// Shutdown stops accepting, lets sessions finish until ctx ends, then
+// closes the store.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	d.closing.Store(true)
+	var errs []error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, dr := range d.doors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := dr.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	done := make(chan struct{})
+	go func() { d.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		errs = append(errs, errors.New("listeners did not stop within 5s"))
+	}
+	errs = append(errs, d.close())
+	return errors.Join(errs...)
+}
+
+func (d *Daemon) close() error {
+	var err error
+	if d.st != nil {
+		err = d.st.Close()
+	}
+	if d.lock != nil {
+		d.lock.Close()
+	}
+	return err
+}

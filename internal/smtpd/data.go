@@ -1,0 +1,300 @@
+package smtpd
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	_ "github.com/emersion/go-message/charset" // decode non-UTF-8 display names in From:
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-smtp"
+
+	"github.com/ternmail/tern/internal/accounts"
+	"github.com/ternmail/tern/internal/deliver"
+	"github.com/ternmail/tern/internal/store"
+)
+
+var (
+	replyBareLineEnding = reply(554, 5, 6, 0, "Message contains a bare CR or LF: lines must end with CRLF (RFC 5321 §2.3.8)")
+	replyLoop           = reply(554, 5, 4, 6, "Too many Received header fields: mail loop?")
+	replyNoFrom         = reply(554, 5, 6, 0, "Message has no usable From: header field (RFC 5322 §3.6.2)")
+	replyBadHeader      = reply(554, 5, 6, 0, "Malformed header section")
+	replyHeaderTooLarge = reply(552, 5, 3, 4, "Header section too large")
+	replyLineTooLong    = reply(500, 5, 5, 0, "Line too long")
+	replyTooBig         = reply(552, 5, 3, 4, "Message too big")
+	replyQuotaData      = reply(552, 5, 2, 2, "Mailbox full")
+	replyConnProblem    = reply(451, 4, 4, 2, "Connection problem while reading the message")
+)
+
+// Data receives one message (DATA, or all BDAT chunks) and delivers it.
+// go-smtp answers 250 when Data returns nil: only after deliver.Deliver
+// returned nil, i.e. once the message is durable.
+func (s *session) Data(r io.Reader) error {
+	// Until Reset: go-smtp drains what the client still sends after an
+	// early refusal before it replies and resets.
+	s.conn.inData.Store(true)
+	s.mu.Lock()
+	var tx transaction
+	if s.tx != nil {
+		tx = *s.tx
+	}
+	acct := s.account
+	s.mu.Unlock()
+	if len(tx.rcpts) == 0 {
+		return replyBadSequence
+	}
+
+	size := &sizeReader{r: r, max: s.srv.cfg.MaxMessageBytes}
+	br := bufio.NewReaderSize(size, 32<<10)
+	hdr, complete, err := readHeader(br, maxHeaderBytes)
+	if err != nil {
+		return s.dataError(err, size, nil)
+	}
+	lines := &lineChecker{}
+	if err := lines.check(hdr); err != nil {
+		return s.fail(replyBareLineEnding)
+	}
+	h := scanHeader(hdr)
+	if h.received > s.srv.cfg.MaxReceivedHeaders {
+		return s.fail(replyLoop)
+	}
+
+	var pre bytes.Buffer
+	id := newID()
+	s.writeTrace(&pre, &tx, id)
+	if s.srv.cfg.Mode == Submission {
+		if !complete {
+			return s.fail(replyHeaderTooLarge)
+		}
+		if r := s.checkFrom(hdr, acct); r != nil {
+			return r
+		}
+		// RFC 6409 §8.2, §8.3: the MSA may add Date and Message-ID.
+		if !h.messageID {
+			pre.WriteString("Message-ID: <" + rand.Text() + "@" + s.srv.cfg.Hostname + ">\r\n")
+		}
+		if !h.date {
+			pre.WriteString("Date: " + time.Now().Format(time.RFC1123Z) + "\r\n")
+		}
+	}
+
+	var body io.Reader = br
+	if !tx.binary || !complete {
+		lines.r = br
+		body = lines
+	}
+	msg := &deliver.Message{
+		From:       tx.from,
+		Recipients: tx.rcpts,
+		DSN:        tx.dsn,
+		Notify:     tx.notify,
+		Body:       io.MultiReader(bytes.NewReader(pre.Bytes()), bytes.NewReader(hdr), body),
+	}
+	if err := s.srv.deliver.Deliver(s.ctx, msg); err != nil {
+		return s.dataError(err, size, lines)
+	}
+	s.logger().Info("message accepted", "id", id, "from", tx.from, "rcpts", len(tx.rcpts), "size", size.n)
+	return nil
+}
+
+// dataError maps a failed delivery to its reply. The readers' own errors
+// come first: whatever the store made of them, the cause is the client's
+// data.
+func (s *session) dataError(err error, size *sizeReader, lines *lineChecker) error {
+	switch {
+	case lines != nil && lines.err != nil:
+		return s.fail(replyBareLineEnding)
+	case size.err != nil:
+		err = size.err
+	}
+	var se *smtp.SMTPError
+	var ne net.Error
+	switch {
+	case errors.As(err, &se):
+		return se // go-smtp's ErrDataTooLarge, our own replies
+	case errors.Is(err, smtp.ErrTooLongLine):
+		return replyLineTooLong
+	case errors.Is(err, store.ErrTooBig):
+		return replyTooBig
+	case errors.Is(err, store.ErrQuota):
+		return replyQuotaData
+	case errors.Is(err, deliver.ErrRelayUnavailable):
+		return replyRelayUnavailable
+	case errors.Is(err, smtp.ErrDataReset), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.As(err, &ne), errors.Is(err, net.ErrClosed):
+		s.logger().Info("message not received", "err", err)
+		return replyConnProblem
+	}
+	s.logger().Error("delivering message", "err", err)
+	return replyTempFailure
+}
+
+// checkFrom requires every From: address to be one the user may send as
+// (RFC 6409 §6.1 leaves the policy to the MSA).
+func (s *session) checkFrom(hdr []byte, acct *store.Account) *smtp.SMTPError {
+	th, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(hdr)))
+	if err != nil {
+		return s.fail(replyBadHeader)
+	}
+	n := 0
+	for _, v := range th.Values("From") {
+		list, err := mail.ParseAddressList(v)
+		if err != nil {
+			return s.fail(replyNoFrom)
+		}
+		for _, a := range list {
+			ok, err := accounts.CanSendAs(s.ctx, s.srv.st, *acct, a.Address)
+			if err != nil && !errors.Is(err, accounts.ErrInvalidAddress) {
+				s.logger().Error("checking From:", "err", err)
+				return replyTempFailure
+			}
+			if !ok {
+				return s.fail(reply(553, 5, 7, 1, "You are not allowed to send as <"+sanitize(a.Address, 254)+"> (From: header)"))
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return s.fail(replyNoFrom)
+	}
+	return nil
+}
+
+// readHeader reads the header section up to and including the empty line
+// that ends it, or to the end of a message without body. complete is
+// false when the section is over limit bytes; what was read is returned
+// all the same and the rest is left in br.
+func readHeader(br *bufio.Reader, limit int) (hdr []byte, complete bool, err error) {
+	lineStart := true
+	for {
+		seg, err := br.ReadSlice('\n')
+		if lineStart && err == nil && (len(seg) == 2 && seg[0] == '\r' || len(seg) == 1) {
+			return append(hdr, seg...), true, nil
+		}
+		hdr = append(hdr, seg...)
+		switch {
+		case err == bufio.ErrBufferFull:
+			lineStart = false
+		case err == io.EOF:
+			return hdr, true, nil
+		case err != nil:
+			return nil, false, err
+		default:
+			lineStart = true
+		}
+		if len(hdr) > limit {
+			return hdr, false, nil
+		}
+	}
+}
+
+// headerFacts is what Data needs to know of a header section.
+type headerFacts struct {
+	received        int
+	messageID, date bool
+}
+
+// scanHeader finds the fields counted or looked for, by name at the start
+// of a line (not a continuation line).
+func scanHeader(hdr []byte) headerFacts {
+	var f headerFacts
+	for len(hdr) > 0 {
+		line := hdr
+		if i := bytes.IndexByte(hdr, '\n'); i >= 0 {
+			line, hdr = hdr[:i], hdr[i+1:]
+		} else {
+			hdr = nil
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || line[0] == ' ' || line[0] == '\t' {
+			continue
+		}
+		name := bytes.TrimRight(line[:colon], " \t")
+		switch {
+		case bytes.EqualFold(name, []byte("Received")):
+			f.received++
+		case bytes.EqualFold(name, []byte("Message-ID")):
+			f.messageID = true
+		case bytes.EqualFold(name, []byte("Date")):
+			f.date = true
+		}
+	}
+	return f
+}
+
+// lineChecker refuses bare CR and bare LF (RFC 5321 §2.3.8). go-smtp ends
+// DATA only at CRLF.CRLF and passes "\n.\n", "\r.\r" and "\r\n.\n" on as
+// data (the last with its dot removed), so nothing can be smuggled past us
+// as a second message; but stored and relayed, such a body would end at a
+// different place for a server that is lax about line endings. Checking
+// what go-smtp passes on catches every such sequence: each holds a CR or
+// LF that is not part of a CRLF pair.
+type lineChecker struct {
+	r      io.Reader
+	prevCR bool
+	err    error
+}
+
+func (l *lineChecker) check(p []byte) error {
+	for _, c := range p {
+		switch {
+		case l.prevCR && c != '\n':
+			l.err = replyBareLineEnding
+		case c == '\n' && !l.prevCR:
+			l.err = replyBareLineEnding
+		}
+		if l.err != nil {
+			return l.err
+		}
+		l.prevCR = c == '\r'
+	}
+	return nil
+}
+
+func (l *lineChecker) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	n, err := l.r.Read(p)
+	if cerr := l.check(p[:n]); cerr != nil {
+		return 0, cerr
+	}
+	if err == io.EOF && l.prevCR {
+		l.err = replyBareLineEnding
+		return n, l.err
+	}
+	return n, err
+}
+
+// sizeReader enforces MaxMessageBytes on what the client sends, whatever
+// go-smtp checked (it does for DATA and for the sum of BDAT chunks).
+type sizeReader struct {
+	r   io.Reader
+	max int64
+	n   int64
+	err error
+}
+
+func (s *sizeReader) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.r.Read(p)
+	s.n += int64(n)
+	if s.n > s.max {
+		s.err = smtp.ErrDataTooLarge
+		return 0, s.err
+	}
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
+}
+
+// newID names one received message in the Received field and the log.
+func newID() string { return rand.Text()[:16] }

@@ -1,0 +1,156 @@
+package sqlite
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ternmail/tern/internal/store"
+)
+
+// benchBody makes a distinct body of about size bytes, so no two
+// deliveries share a blob.
+func benchBody(i, size int) []byte {
+	hdr := fmt.Sprintf("Message-ID: <%d@bench>\r\nSubject: bench\r\n\r\n", i)
+	b := make([]byte, 0, size)
+	b = append(b, hdr...)
+	for len(b) < size {
+		b = append(b, "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopq\r\n"...)
+	}
+	return b[:size]
+}
+
+// runDeliveries delivers b.N messages of size bytes from writers
+// goroutines into one mailbox and reports msgs/s.
+func runDeliveries(b *testing.B, s *Store, writers, size int) {
+	ctx := b.Context()
+	if err := s.AddDomain(ctx, "example.com"); err != nil {
+		b.Fatal(err)
+	}
+	a, err := s.AddAccount(ctx, store.Account{Address: "u@example.com"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	b.ResetTimer()
+	start := time.Now()
+	for range writers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1))
+				if i > b.N {
+					return
+				}
+				blob, err := s.Spool(ctx, bytes.NewReader(benchBody(i, size)), 1<<30)
+				if err == nil {
+					_, err = s.Deliver(ctx, &store.Delivery{Blob: blob,
+						Local: []store.Target{{AccountID: a.ID, Mailbox: "INBOX"}}})
+				}
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/el.Seconds(), "msgs/s")
+	b.ReportMetric(float64(s.writes.Load())/float64(s.commits.Load()), "writes/commit")
+}
+
+// BenchmarkDeliver measures durable deliveries of 4 KB messages, one
+// target each; group commit should make 64 writers several times faster
+// than one.
+func BenchmarkDeliver(b *testing.B) {
+	for _, w := range []int{1, 64} {
+		b.Run(fmt.Sprintf("writers=%d", w), func(b *testing.B) {
+			s := openTest(b, b.TempDir())
+			defer s.Close()
+			runDeliveries(b, s, w, 4<<10)
+		})
+	}
+}
+
+// BenchmarkDeliverSize compares keeping a body in the database with
+// putting it in its own file, around the inline limit: the measurement
+// behind inlineMax.
+func BenchmarkDeliverSize(b *testing.B) {
+	for _, size := range []int{16 << 10, 64 << 10, 256 << 10} {
+		for _, where := range []string{"inline", "file"} {
+			for _, w := range []int{1, 64} {
+				b.Run(fmt.Sprintf("size=%dK/%s/writers=%d", size>>10, where, w), func(b *testing.B) {
+					s := openTest(b, b.TempDir())
+					defer s.Close()
+					if where == "inline" {
+						s.inlineAt = 1 << 30
+					} else {
+						s.inlineAt = 0
+					}
+					runDeliveries(b, s, w, size)
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkFsync gives the disk's baselines beside BenchmarkDeliver:
+// append+fdatasync to one file, and one durable new file per message.
+func BenchmarkFsync(b *testing.B) {
+	buf := benchBody(0, 4<<10)
+	b.Run("append", func(b *testing.B) {
+		f, err := os.Create(filepath.Join(b.TempDir(), "log"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		start := time.Now()
+		for b.Loop() {
+			if _, err := f.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+			if err := fdatasync(f); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	})
+	b.Run("newfile", func(b *testing.B) {
+		dir := b.TempDir()
+		i := 0
+		start := time.Now()
+		for b.Loop() {
+			i++
+			tmp := filepath.Join(dir, fmt.Sprintf("tmp%d", i))
+			f, err := os.Create(tmp)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := f.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+			if err := f.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+			if err := os.Rename(tmp, filepath.Join(dir, fmt.Sprintf("msg%d", i))); err != nil {
+				b.Fatal(err)
+			}
+			if err := syncDir(dir); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	})
+}

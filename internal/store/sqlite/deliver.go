@@ -1,0 +1,163 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ternmail/tern/internal/store"
+)
+
+// Deliver implements store.Store. The delivery runs in its own savepoint
+// of the writer's current batch: if it fails (ErrQuota, ErrNoSuchMailbox)
+// nothing of it remains and the rest of the batch commits.
+func (s *Store) Deliver(ctx context.Context, d *store.Delivery) ([]store.Delivered, error) {
+	if d == nil || d.Blob == nil {
+		return nil, fmt.Errorf("deliver: %w: no body", store.ErrInvalid)
+	}
+	if len(d.Local) == 0 && len(d.Remote) == 0 {
+		return nil, fmt.Errorf("deliver: %w: no recipients", store.ErrInvalid)
+	}
+	// Parse flags and names before queueing, keeping the writer's
+	// critical section to SQL.
+	targets := make([]target, len(d.Local))
+	for i, t := range d.Local {
+		name, err := mailboxName(t.Mailbox)
+		if err != nil {
+			return nil, fmt.Errorf("deliver: %w", err)
+		}
+		fs, err := parseFlags(t.Flags)
+		if err != nil {
+			return nil, fmt.Errorf("deliver: %w", err)
+		}
+		date := t.InternalDate
+		if date.IsZero() {
+			date = s.now()
+		}
+		targets[i] = target{account: t.AccountID, mailbox: name, bits: fs.bits, keywords: fs.stored(), date: unixNano(date)}
+	}
+	queue, err := groupByDomain(d.Remote)
+	if err != nil {
+		return nil, fmt.Errorf("deliver: %w", err)
+	}
+	var out []store.Delivered
+	err = s.write(ctx, func(w *wtx) error {
+		var err error
+		out, err = w.deliver(d, targets, queue)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("deliver: %w", err)
+	}
+	return out, nil
+}
+
+type target struct {
+	account  int64
+	mailbox  string
+	bits     int64
+	keywords string
+	date     int64
+}
+
+type queueGroup struct {
+	domain     string
+	recipients string // JSON
+}
+
+// groupByDomain makes one queue entry per destination domain, in the
+// order the domains first appear, so the relay can send each domain its
+// recipients in one transaction.
+func groupByDomain(rcpts []store.QueueRecipient) ([]queueGroup, error) {
+	var order []string
+	by := make(map[string][]store.QueueRecipient)
+	for _, r := range rcpts {
+		dom, err := addressDomain(r.Address)
+		if err != nil {
+			return nil, err
+		}
+		dom = strings.ToLower(dom)
+		if _, ok := by[dom]; !ok {
+			order = append(order, dom)
+		}
+		by[dom] = append(by[dom], r)
+	}
+	out := make([]queueGroup, len(order))
+	for i, dom := range order {
+		j, err := json.Marshal(by[dom])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = queueGroup{domain: dom, recipients: string(j)}
+	}
+	return out, nil
+}
+
+func (w *wtx) deliver(d *store.Delivery, targets []target, queue []queueGroup) ([]store.Delivered, error) {
+	if err := w.addBlobRefs(d.Blob, d.Info, len(targets)+len(queue)); err != nil {
+		return nil, err
+	}
+	// Charge each account once with everything this delivery adds to it.
+	charge := make(map[int64]int64)
+	var accounts []int64
+	for _, t := range targets {
+		if _, ok := charge[t.account]; !ok {
+			accounts = append(accounts, t.account)
+		}
+		charge[t.account] += d.Blob.Size
+	}
+	for _, id := range accounts {
+		var used, quota int64
+		err := w.queryRow(`UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ? RETURNING used_bytes, quota_bytes`,
+			charge[id], id).Scan(&used, &quota)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("account %d: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if d.EnforceQuota && quota > 0 && used > quota {
+			return nil, fmt.Errorf("account %d: %w", id, store.ErrQuota)
+		}
+		w.touch(id)
+	}
+	out := make([]store.Delivered, len(targets))
+	for i, t := range targets {
+		dl := store.Delivered{AccountID: t.account}
+		var modseq uint64
+		err := w.queryRow(`UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+			WHERE account_id = ? AND name = ? RETURNING id, uidvalidity, uidnext - 1, highestmodseq`,
+			t.account, t.mailbox).Scan(&dl.MailboxID, &dl.UIDValidity, &dl.UID, &modseq)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("account %d mailbox %q: %w", t.account, t.mailbox, store.ErrNoSuchMailbox)
+		}
+		if err != nil {
+			return nil, err
+		}
+		_, err = w.exec(`INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, blob_id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			dl.MailboxID, dl.UID, modseq, t.bits, t.keywords, t.date, d.Blob.Size, d.Blob.ID)
+		if err != nil {
+			return nil, fmt.Errorf("insert message: %w", err)
+		}
+		out[i] = dl
+	}
+	now := unixNano(w.s.now())
+	for _, q := range queue {
+		var id int64
+		err := w.queryRow(`INSERT INTO queue (blob_id, mail_from, domain, recipients, dsn_ret, dsn_envid, next_attempt, created)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			d.Blob.ID, d.From, q.domain, q.recipients, d.DSN.Ret, d.DSN.EnvID, now, now).Scan(&id)
+		if err != nil {
+			return nil, fmt.Errorf("queue: %w", err)
+		}
+		if _, err := w.exec(`INSERT INTO events (queue_id, time, kind, detail) VALUES (?, ?, 'queued', ?)`,
+			id, now, "to "+q.domain); err != nil {
+			return nil, fmt.Errorf("queue event: %w", err)
+		}
+	}
+	return out, nil
+}
