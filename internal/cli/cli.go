@@ -205,7 +205,7 @@ func splitSub(args []string, valid ...string) (string, []string, error) {
 		}
 	}
 	if args[0] == "-h" || args[0] == "--help" {
-		return "", nil, usagef("expected one of: %s", strings.Join(valid, ", "))
+		return "", nil, flag.ErrHelp
 	}
 	return "", nil, usagef("unknown subcommand %q (expected one of: %s)", args[0], strings.Join(valid, ", "))
 }

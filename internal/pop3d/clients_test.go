@@ -180,7 +180,7 @@ set invisible
 poll %s service %s protocol pop3 uidl no envelope
   user "%s" there with password "%s" is "nobody" here
   fetchall no keep no rewrite no stripcr no forcecr sslproto ''
-  mda "sh -c 'cat > %s/msg.$(date +%%s%%N)'"
+  mda "sh -c 'cat > $(mktemp %s/msg.XXXXXXXX)'"
 `, host, port, testUser, testPass, out)
 	if useTLS {
 		rc = strings.Replace(rc, "sslproto ''", fmt.Sprintf("sslproto 'tls1.2+' sslcertck sslcertfile %q sslcommonname pop.example.test", e.writeCert()), 1)
@@ -200,17 +200,24 @@ poll %s service %s protocol pop3 uidl no envelope
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.Sort(files)
-	if len(files) != len(messages) {
-		t.Fatalf("fetchmail delivered %d messages, want %d", len(files), len(messages))
-	}
-	for i, f := range files {
-		got, err := os.ReadFile(f)
+	// The MDA's files carry no order: compare the sets of messages.
+	var got []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(got) != messages[i] {
-			t.Errorf("message %d: fetchmail delivered %q, want %q", i+1, trunc(got), trunc([]byte(messages[i])))
+		got = append(got, string(b))
+	}
+	want := slices.Clone(messages)
+	slices.Sort(got)
+	slices.Sort(want)
+	if len(got) != len(want) {
+		t.Fatalf("fetchmail delivered %d messages, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("fetchmail delivered %q, want %q", trunc([]byte(got[i])), trunc([]byte(want[i])))
 		}
 	}
 	if got := e.uids(); len(got) != 0 {

@@ -1,6 +1,8 @@
 package smtpd
 
 import (
+	"fmt"
+	"os"
 	"io"
 	"net"
 	"sync"
@@ -100,6 +102,12 @@ func FuzzSession(f *testing.F) {
 			cli.Write(input[1:])
 		}
 		cli.Close()
+		t0 := time.Now()
+		defer func() {
+			if d := time.Since(t0); d > 500*time.Millisecond {
+				os.WriteFile(fmt.Sprintf("/tmp/slow-%d", time.Now().UnixNano()), []byte(fmt.Sprintf("%v %q", d, input)), 0o644)
+			}
+		}()
 		select {
 		case <-nc.closed:
 		case <-time.After(10 * time.Second):

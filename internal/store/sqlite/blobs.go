@@ -156,6 +156,9 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+const sqlAddBlobRef = `INSERT INTO blobs (id, size, refcount, in_file, data, info) VALUES (?, ?, ?, ?, ?, ?)
+	ON CONFLICT (id) DO UPDATE SET refcount = refcount + excluded.refcount, info = coalesce(info, excluded.info)`
+
 // addBlobRefs records n more references to b, inserting its row (and, for
 // an inline body, its data) on first use.
 func (w *wtx) addBlobRefs(b *store.Blob, info *msginfo.Info, n int) error {
@@ -184,9 +187,7 @@ func (w *wtx) addBlobRefs(b *store.Blob, info *msginfo.Info, n int) error {
 	} else if b.Data == nil {
 		data = []byte{}
 	}
-	_, err := w.exec(`INSERT INTO blobs (id, size, refcount, in_file, data, info) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET refcount = refcount + excluded.refcount,
-			info = coalesce(info, excluded.info)`,
+	_, err := w.exec(sqlAddBlobRef,
 		b.ID, b.Size, n, inFile, data, infoJSON)
 	if err != nil {
 		return fmt.Errorf("add blob reference: %w", err)

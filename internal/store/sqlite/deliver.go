@@ -96,6 +96,15 @@ func groupByDomain(rcpts []store.QueueRecipient) ([]queueGroup, error) {
 	return out, nil
 }
 
+// The statements every delivery runs, prepared once (hotStatements).
+const (
+	sqlChargeAccount = `UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ? RETURNING used_bytes, quota_bytes`
+	sqlNextUID       = `UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+		WHERE account_id = ? AND name = ? RETURNING id, uidvalidity, uidnext - 1, highestmodseq`
+	sqlInsertMessage = `INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, blob_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
 func (w *wtx) deliver(d *store.Delivery, targets []target, queue []queueGroup) ([]store.Delivered, error) {
 	if err := w.addBlobRefs(d.Blob, d.Info, len(targets)+len(queue)); err != nil {
 		return nil, err
@@ -111,8 +120,7 @@ func (w *wtx) deliver(d *store.Delivery, targets []target, queue []queueGroup) (
 	}
 	for _, id := range accounts {
 		var used, quota int64
-		err := w.queryRow(`UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ? RETURNING used_bytes, quota_bytes`,
-			charge[id], id).Scan(&used, &quota)
+		err := w.queryRow(sqlChargeAccount, charge[id], id).Scan(&used, &quota)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("account %d: %w", id, store.ErrNotFound)
 		}
@@ -128,8 +136,7 @@ func (w *wtx) deliver(d *store.Delivery, targets []target, queue []queueGroup) (
 	for i, t := range targets {
 		dl := store.Delivered{AccountID: t.account}
 		var modseq uint64
-		err := w.queryRow(`UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
-			WHERE account_id = ? AND name = ? RETURNING id, uidvalidity, uidnext - 1, highestmodseq`,
+		err := w.queryRow(sqlNextUID,
 			t.account, t.mailbox).Scan(&dl.MailboxID, &dl.UIDValidity, &dl.UID, &modseq)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("account %d mailbox %q: %w", t.account, t.mailbox, store.ErrNoSuchMailbox)
@@ -137,8 +144,7 @@ func (w *wtx) deliver(d *store.Delivery, targets []target, queue []queueGroup) (
 		if err != nil {
 			return nil, err
 		}
-		_, err = w.exec(`INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, blob_id)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err = w.exec(sqlInsertMessage,
 			dl.MailboxID, dl.UID, modseq, t.bits, t.keywords, t.date, d.Blob.Size, d.Blob.ID)
 		if err != nil {
 			return nil, fmt.Errorf("insert message: %w", err)

@@ -387,8 +387,7 @@ func (w *wtx) copyMessages(srcID int64, uids []uint32, dstID int64, move bool) (
 		return nil, nil, err
 	}
 	var used, quota int64
-	err = w.queryRow(`UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ? RETURNING used_bytes, quota_bytes`,
-		added, dmb.AccountID).Scan(&used, &quota)
+	err = w.queryRow(sqlChargeAccount, added, dmb.AccountID).Scan(&used, &quota)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -53,9 +53,10 @@ type Store struct {
 	dir      string
 	blobDir  string
 	log      *slog.Logger
-	wdb      *sql.DB // one connection, used only by the writer goroutine
-	rdb      *sql.DB // read-only pool
-	ckdb     *sql.DB // one connection, used only by the checkpointer
+	wdb      *sql.DB              // one connection, used only by the writer goroutine
+	rdb      *sql.DB              // read-only pool
+	ckdb     *sql.DB              // one connection, used only by the checkpointer
+	hot      map[string]*sql.Stmt // prepared on wdb; read-only after Open
 	now      func() time.Time
 	inlineAt int64 // bodies up to this size are kept in the database
 
@@ -135,6 +136,10 @@ func Open(dir string, log *slog.Logger) (*Store, error) {
 	if err := migrate(ctx, s.wdb); err != nil {
 		s.wdb.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := s.prepareHot(); err != nil {
+		s.wdb.Close()
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	if s.rdb, err = sql.Open("sqlite", dsn(path, true)); err != nil {
 		s.wdb.Close()

@@ -140,11 +140,11 @@ func (s *Store) runBatch(batch []*writeReq) {
 // runOne runs one request in its own savepoint. err is the request's own
 // failure; fatal means the savepoint could not be undone.
 func (s *Store) runOne(tx *sql.Tx, r *writeReq) (err, fatal error) {
-	if _, err := tx.Exec("SAVEPOINT w"); err != nil {
-		return nil, fmt.Errorf("savepoint: %w", err)
-	}
 	w := &wtx{s: s, tx: tx}
 	r.w = w
+	if _, err := w.exec(sqlSavepoint); err != nil {
+		return nil, fmt.Errorf("savepoint: %w", err)
+	}
 	err = func() (err error) {
 		// A panic in a write function must not kill the only writer and
 		// hang every later write; it fails that one request.
@@ -157,17 +157,48 @@ func (s *Store) runOne(tx *sql.Tx, r *writeReq) (err, fatal error) {
 		return r.fn(w)
 	}()
 	if err != nil {
-		if _, rerr := tx.Exec("ROLLBACK TO w"); rerr != nil {
+		if _, rerr := w.exec(sqlRollbackTo); rerr != nil {
 			return err, fmt.Errorf("rollback to savepoint: %w", rerr)
 		}
 	}
-	if _, rerr := tx.Exec("RELEASE w"); rerr != nil {
+	if _, rerr := w.exec(sqlRelease); rerr != nil {
 		return err, fmt.Errorf("release savepoint: %w", rerr)
 	}
 	return err, nil
 }
 
+const (
+	sqlSavepoint  = "SAVEPOINT w"
+	sqlRelease    = "RELEASE w"
+	sqlRollbackTo = "ROLLBACK TO w"
+)
+
+// hotStatements run for every delivery. Parsing SQL was a visible part of
+// a delivery's CPU time (the driver prepares each Exec anew), so they are
+// prepared once at Open and bound to the writer's transactions with
+// Tx.Stmt, which reuses the statement already prepared on the writer's
+// only connection.
+var hotStatements = []string{sqlSavepoint, sqlRelease, sqlRollbackTo,
+	sqlAddBlobRef, sqlChargeAccount, sqlNextUID, sqlInsertMessage}
+
+// prepareHot prepares hotStatements on the writer connection; it must
+// run before the writer goroutine holds that connection.
+func (s *Store) prepareHot() error {
+	s.hot = make(map[string]*sql.Stmt, len(hotStatements))
+	for _, q := range hotStatements {
+		st, err := s.wdb.Prepare(q)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", q, err)
+		}
+		s.hot[q] = st
+	}
+	return nil
+}
+
 func (w *wtx) exec(q string, args ...any) (sql.Result, error) {
+	if st := w.s.hot[q]; st != nil {
+		return w.tx.Stmt(st).Exec(args...)
+	}
 	return w.tx.Exec(q, args...)
 }
 
@@ -176,6 +207,9 @@ func (w *wtx) query(q string, args ...any) (*sql.Rows, error) {
 }
 
 func (w *wtx) queryRow(q string, args ...any) *sql.Row {
+	if st := w.s.hot[q]; st != nil {
+		return w.tx.Stmt(st).QueryRow(args...)
+	}
 	return w.tx.QueryRow(q, args...)
 }
 
