@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: test vet fmt-check build fuzz bench
+.PHONY: test vet fmt-check build fuzz bench crash
 
 test: fmt-check vet
 	$(GO) test -race -shuffle=on -timeout 20m $(PKGS)
@@ -28,3 +28,7 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/store/sqlite
+
+# The crash test's long mode: 200 SIGKILL rounds.
+crash:
+	TERN_CRASH_ROUNDS=200 $(GO) test -run TestCrash -timeout 60m -v ./test/

@@ -113,6 +113,9 @@ type failures struct {
 // New returns an Authenticator over st.
 func New(st store.Store, cfg Config, log *slog.Logger) *Authenticator {
 	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &Authenticator{
 		st:         st,
 		cfg:        cfg,
@@ -139,13 +142,15 @@ func (a *Authenticator) Login(ctx context.Context, remote netip.Addr, username, 
 	}
 	ipKey := limits.Key(remote)
 	// An unparsable username is counted under its raw text, so it is
-	// throttled like any other.
+	// throttled like any other; cut short, so a client sending huge
+	// usernames cannot fill memory (valid addresses are at most 254
+	// octets).
 	user, err := accounts.NormalizeAddress(username)
 	valid := err == nil
 	if !valid {
-		user = username
+		user = clip(username)
 	}
-	log := a.log.With("ip", remote.String(), "username", username)
+	log := a.log.With("ip", remote.String(), "username", clip(username))
 
 	// Throttling comes before the cache: a throttled client must not learn
 	// from a fast cached answer that a guess was right.
@@ -240,6 +245,15 @@ func (a *Authenticator) delay(n int) time.Duration {
 		d *= 2
 	}
 	return min(d, a.cfg.MaxDelay)
+}
+
+// clip cuts s to at most 256 octets.
+func clip(s string) string {
+	const n = 256
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
 }
 
 // sleep waits d or until ctx is done.

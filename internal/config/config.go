@@ -206,6 +206,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(l.Addr); err != nil {
 			bad("listen.%s: %q is not host:port", l.Name, l.Addr)
 		}
+		if _, port, _ := net.SplitHostPort(l.Addr); port == "0" {
+			continue // any free port: never a clash
+		}
 		if other, dup := seen[l.Addr]; dup {
 			bad("listen.%s: %s is also used by listen.%s", l.Name, l.Addr, other)
 		}

@@ -38,6 +38,8 @@ func (c *conn) cmdAppend(tag string, p *parser) error {
 	if err != nil {
 		return err
 	}
+	// RFC 6855 §4: UTF8 (literal8) carries a message with UTF-8 headers.
+	utf8Data := p.takeWord("UTF8 (")
 	n, sync, _, err := p.literalSpec(true)
 	if err != nil {
 		return err
@@ -75,6 +77,11 @@ func (c *conn) cmdAppend(tag string, p *parser) error {
 	}
 	if err := p.nextLine(); err != nil {
 		return err
+	}
+	if utf8Data {
+		if err := p.expect(')'); err != nil {
+			return err
+		}
 	}
 	if err := p.end(); err != nil {
 		return err

@@ -2,7 +2,6 @@ package imapd
 
 import (
 	"bufio"
-	"compress/flate"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -39,11 +38,9 @@ type conn struct {
 	log *slog.Logger
 	ctx context.Context
 
-	stream io.ReadWriter // nc or its TLS layer
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	zw     *flate.Writer // COMPRESS=DEFLATE, flushed with bw
-	tls    bool
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	tls bool
 
 	state state
 	acct  store.Account
@@ -55,9 +52,10 @@ type conn struct {
 	cancelNotify func()
 	dirty        bool // a store change signal awaits ChangesSince
 
-	cmd   string   // the running command's name, e.g. "UID FETCH"
-	saved []uint32 // SEARCHRES "$" result, as UIDs (RFC 5182)
-	bad   int
+	cmd      string   // the running command's name, e.g. "UID FETCH"
+	fetchErr error    // a FETCH item failed softly (BINARY's UNKNOWN-CTE)
+	saved    []uint32 // SEARCHRES "$" result, as UIDs (RFC 5182)
+	bad      int
 
 	idleMu sync.Mutex
 	idle   bool // blocked waiting for a command
@@ -79,7 +77,6 @@ func newConn(s *Server, nc net.Conn, ip netip.Addr) *conn {
 // setStreams (re)builds the buffered reader and writer over rw, after
 // STARTTLS or COMPRESS.
 func (c *conn) setStreams(rw io.ReadWriter) {
-	c.stream = rw
 	c.br = bufio.NewReaderSize(&deadlineReader{c: c, r: rw}, 16<<10)
 	c.bw = bufio.NewWriterSize(&deadlineWriter{nc: c.nc, w: rw}, 16<<10)
 }
@@ -241,23 +238,12 @@ func (c *conn) writef(format string, args ...any) {
 	c.bw.WriteString("\r\n")
 }
 
-func (c *conn) flush() error {
-	if err := c.bw.Flush(); err != nil {
-		return err
-	}
-	if c.zw != nil {
-		return c.zw.Flush()
-	}
-	return nil
-}
+func (c *conn) flush() error { return c.bw.Flush() }
 
 // command is one entry of the dispatch table.
 type command struct {
 	states []state
 	fn     func(c *conn, tag string, p *parser) error
-	// noExpunge: EXPUNGE responses may not be sent while the command runs
-	// (RFC 3501 §7.4.1: FETCH, STORE, SEARCH by sequence number).
-	noExpunge bool
 }
 
 var (
@@ -295,18 +281,21 @@ func init() {
 		"GETQUOTAROOT": {states: authed, fn: (*conn).cmdGetQuotaRoot},
 		"GETQUOTA":     {states: authed, fn: (*conn).cmdGetQuota},
 		"SETQUOTA":     {states: authed, fn: (*conn).cmdSetQuota},
-		"COMPRESS":     {states: authed, fn: (*conn).cmdCompress},
 		"CHECK":        {states: selState, fn: (*conn).cmdNoop},
 		"CLOSE":        {states: selState, fn: (*conn).cmdClose},
 		"UNSELECT":     {states: selState, fn: (*conn).cmdClose},
 		"EXPUNGE":      {states: selState, fn: (*conn).cmdExpunge},
 		"UID EXPUNGE":  {states: selState, fn: (*conn).cmdExpunge},
-		"SEARCH":       {states: selState, fn: (*conn).cmdSearch, noExpunge: true},
+		"SEARCH":       {states: selState, fn: (*conn).cmdSearch},
 		"UID SEARCH":   {states: selState, fn: (*conn).cmdSearch},
-		"FETCH":        {states: selState, fn: (*conn).cmdFetch, noExpunge: true},
+		"FETCH":        {states: selState, fn: (*conn).cmdFetch},
 		"UID FETCH":    {states: selState, fn: (*conn).cmdFetch},
-		"STORE":        {states: selState, fn: (*conn).cmdStore, noExpunge: true},
+		"STORE":        {states: selState, fn: (*conn).cmdStore},
 		"UID STORE":    {states: selState, fn: (*conn).cmdStore},
+		"SORT":         {states: selState, fn: (*conn).cmdSort},
+		"UID SORT":     {states: selState, fn: (*conn).cmdSort},
+		"THREAD":       {states: selState, fn: (*conn).cmdThread},
+		"UID THREAD":   {states: selState, fn: (*conn).cmdThread},
 		"COPY":         {states: selState, fn: (*conn).cmdCopy},
 		"UID COPY":     {states: selState, fn: (*conn).cmdCopy},
 		"MOVE":         {states: selState, fn: (*conn).cmdCopy},

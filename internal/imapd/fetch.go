@@ -270,6 +270,11 @@ func (c *conn) cmdFetch(tag string, p *parser) error {
 	if err := c.fetchMessages(idx, items, seen); err != nil {
 		return err
 	}
+	if c.fetchErr != nil {
+		err := c.fetchErr
+		c.fetchErr = nil
+		return err
+	}
 	return c.okUpdates(tag, "", c.cmd+" completed", uidCmd)
 }
 
@@ -304,7 +309,8 @@ func (c *conn) writeVanishedEarlier(set seqSet, since uint64) error {
 	}
 	var v []uint32
 	for _, u := range ch.Vanished {
-		if set.containsUID(u, c.sel.maxUID()) {
+		// "*" reaches past the highest UID left: it may be the one gone.
+		if set.containsUID(u, 1<<32-1) {
 			v = append(v, u)
 		}
 	}
@@ -385,7 +391,9 @@ func (c *conn) fetchMessages(idx []int, items []fetchItem, seen map[int]bool) er
 				}
 			}
 			if err := c.fetchOne(i, msg, items, seen[i]); err != nil {
-				return err
+				// The response line is cut: the session cannot go on.
+				c.log.Error("fetch failed", "uid", c.sel.msgs[i].uid, "err", err)
+				return &protoErr{code: "SERVERBUG", msg: "Internal error", fatal: true}
 			}
 		}
 	}
@@ -419,5 +427,8 @@ func (c *conn) fetchOne(i int, msg *store.Message, items []fetchItem, flagsChang
 		c.bw.WriteString("FLAGS " + flagList(m.flags))
 	}
 	c.bw.WriteString(")\r\n")
+	if f.soft != nil {
+		c.fetchErr = f.soft
+	}
 	return nil
 }

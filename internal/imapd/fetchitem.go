@@ -16,11 +16,13 @@ import (
 // fetchWriter writes the items of one message's FETCH response, opening
 // the stored body only when a section is asked for.
 type fetchWriter struct {
-	c     *conn
-	msg   *store.Message
-	blob  store.BlobReader
-	first bool
-	n     int
+	c    *conn
+	msg  *store.Message
+	blob store.BlobReader
+	n    int
+	// soft is a failure that still lets the response line be completed
+	// (the item is NIL); it becomes the tagged NO.
+	soft error
 }
 
 func (f *fetchWriter) sep() {
@@ -143,7 +145,7 @@ func (f *fetchWriter) binary(it fetchItem) error {
 	info := f.info()
 	part, ok := findPart(&info.Body, it.sec.path)
 	if !ok || (len(it.sec.path) > 0 && part.Type == "multipart") {
-		return nof("UNKNOWN-CTE", "No such leaf part")
+		return f.nilItem(it, nof("UNKNOWN-CTE", "No such leaf part"))
 	}
 	start, end := part.BodyStart, part.End
 	if len(it.sec.path) == 0 {
@@ -162,14 +164,14 @@ func (f *fetchWriter) binary(it fetchItem) error {
 			r = quotedprintable.NewReader(r)
 		case "", "7BIT", "8BIT", "BINARY":
 		default:
-			return nof("UNKNOWN-CTE", "Unknown Content-Transfer-Encoding")
+			return f.nilItem(it, nof("UNKNOWN-CTE", "Unknown Content-Transfer-Encoding"))
 		}
 	}
 	// Decoded sizes are not known in advance: decode into memory, which
 	// the message size (APPENDLIMIT) bounds.
 	data, err := io.ReadAll(r)
 	if err != nil {
-		return nof("UNKNOWN-CTE", "Cannot decode the part")
+		return f.nilItem(it, nof("UNKNOWN-CTE", "Cannot decode the part"))
 	}
 	label := "[" + it.sec.String() + "]"
 	if it.name == "BINARY.SIZE[" {
@@ -177,6 +179,18 @@ func (f *fetchWriter) binary(it fetchItem) error {
 		return nil
 	}
 	return f.literal("BINARY"+label, it, bytes.NewReader(data), int64(len(data)), bytes.IndexByte(data, 0) >= 0)
+}
+
+// nilItem writes the item as NIL and remembers why (RFC 3516 §4.2: the
+// command then fails with UNKNOWN-CTE).
+func (f *fetchWriter) nilItem(it fetchItem, err error) error {
+	name := "BINARY"
+	if it.name == "BINARY.SIZE[" {
+		name = "BINARY.SIZE"
+	}
+	f.c.bw.WriteString(name + "[" + it.sec.String() + "] NIL")
+	f.soft = err
+	return nil
 }
 
 // findPart walks a section path (RFC 9051 §6.4.5): part 1 of a

@@ -64,7 +64,7 @@ SyncState *
 	}
 	run := func() {
 		t.Helper()
-		out, err := exec.Command(mbsync, "-Dn", "-c", cfgFile, "-a").CombinedOutput()
+		out, err := exec.Command(mbsync, "-c", cfgFile, "-a").CombinedOutput()
 		if err != nil {
 			t.Fatalf("mbsync: %v\n%s", err, out)
 		}

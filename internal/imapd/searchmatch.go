@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"mime/quotedprintable"
+	"slices"
 	"strings"
 	"time"
 
@@ -107,12 +108,8 @@ func (m *searchMsg) match(k *searchKey) (bool, error) {
 }
 
 func (m *searchMsg) inSaved() bool {
-	for _, u := range m.c.saved {
-		if u == m.st.uid {
-			return true
-		}
-	}
-	return false
+	_, ok := slices.BinarySearch(m.c.saved, m.st.uid) // saved is ascending
+	return ok
 }
 
 func (m *searchMsg) info() *msginfo.Info {

@@ -172,7 +172,7 @@ func (c *conn) qresyncSelect(q *qresyncParams) error {
 	}
 	var vanished []uint32
 	for _, u := range ch.Vanished {
-		if q.known == nil || q.known.containsUID(u, c.sel.maxUID()) {
+		if q.known == nil || q.known.containsUID(u, 1<<32-1) {
 			vanished = append(vanished, u)
 		}
 	}

@@ -67,6 +67,13 @@ func (c *conn) cmdStore(tag string, p *parser) error {
 		}
 		c.applyOwnFlags(updated)
 	}
+	code := c.writeStoreResult(idx, failed, silent, uidCmd)
+	return c.okUpdates(tag, code, c.cmd+" completed", uidCmd)
+}
+
+// writeStoreResult reports the new flags (unless .SILENT; MODSEQ even
+// then, RFC 7162 §3.1.3) and returns the MODIFIED code for failures.
+func (c *conn) writeStoreResult(idx []int, failed []uint32, silent, uidCmd bool) string {
 	failedSet := map[uint32]bool{}
 	for _, u := range failed {
 		failedSet[u] = true
@@ -104,7 +111,7 @@ func (c *conn) cmdStore(tag string, p *parser) error {
 			code = "MODIFIED " + uidSetString(seqs)
 		}
 	}
-	return c.okUpdates(tag, code, c.cmd+" completed", uidCmd)
+	return code
 }
 
 func parseStoreAction(p *parser) (op store.FlagOp, silent bool, flags []string, err error) {

@@ -1,8 +1,10 @@
 package imapd
 
 import (
+	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 const testMsg = "From: Bob <bob@example.org>\r\n" +
@@ -146,4 +148,27 @@ func TestLimits(t *testing.T) {
 	if _, st := c.run("f FETCH 5 FLAGS"); !strings.HasPrefix(st, "BAD") {
 		t.Fatalf("FETCH beyond: %q", st)
 	}
+}
+
+func TestSessionLimits(t *testing.T) {
+	e := newEnv(t, envOpts{plain: true, cfg: Config{MaxConnsPerIP: 2, IdleTimeout: 300 * time.Millisecond, MaxLiteralBytes: 1000}})
+	a, b := e.dial(), e.dial()
+	c3, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newClient(t, c3).expect("* BYE [UNAVAILABLE]")
+	// Autologout.
+	a.expect("* BYE Autologout")
+	b.expect("* BYE Autologout")
+
+	c := e.login()
+	c.cmd("s EXAMINE INBOX")
+	if _, st := c.run(`a STORE 1:* +FLAGS (\Seen)`); !strings.HasPrefix(st, "BAD") && !strings.HasPrefix(st, "NO") {
+		t.Fatalf("STORE in EXAMINE: %q", st)
+	}
+	// A non-synchronising literal past APPENDLIMIT closes the session.
+	c.send("t APPEND INBOX {2000+}")
+	c.expect("t NO [TOOBIG]")
+	c.expect("* BYE")
 }

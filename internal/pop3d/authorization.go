@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/emersion/go-sasl"
+
 	"github.com/ternmail/tern/internal/auth"
 	"github.com/ternmail/tern/internal/store"
 )
@@ -140,9 +142,11 @@ func (ss *session) cmdAuth(arg string) bool {
 	var (
 		acct     store.Account
 		loginErr error
+		authed   bool
 	)
 	srv, err := ss.s.newSASL(mech, func(username, password string) error {
 		acct, loginErr = ss.s.login(ss.ctx, ss.remote, username, password)
+		authed = loginErr == nil
 		return loginErr
 	})
 	if err != nil {
@@ -157,35 +161,49 @@ func (ss *session) cmdAuth(arg string) bool {
 			return ss.badCommand("invalid base64 in initial response")
 		}
 	}
+	quit, err := ss.saslExchange(srv, resp)
+	switch {
+	case quit || errors.Is(err, errCancelled):
+		return quit
+	case loginErr != nil:
+		return ss.loginFailed(loginErr)
+	case err != nil:
+		// The mechanism rejected the client's message itself.
+		return ss.loginFailed(fmt.Errorf("%w: %w", errSASL, err))
+	case !authed: // a mechanism that ends without checking credentials
+		return ss.loginFailed(errSASL)
+	}
+	ss.loggedIn(acct)
+	return false
+}
+
+// errCancelled is a SASL exchange the client cancelled.
+var errCancelled = errors.New("authentication cancelled")
+
+// saslExchange runs challenges and responses (RFC 5034 §4) until the
+// mechanism is done or fails. When it returns quit, or errCancelled, it
+// has answered the client already.
+func (ss *session) saslExchange(srv sasl.Server, resp []byte) (quit bool, err error) {
 	for {
 		chal, done, err := srv.Next(resp)
-		if err != nil {
-			if loginErr != nil {
-				return ss.loginFailed(loginErr)
-			}
-			// The mechanism rejected the client's message itself.
-			return ss.loginFailed(fmt.Errorf("%w: %w", errSASL, err))
-		}
-		if done {
-			break
+		if err != nil || done {
+			return false, err
 		}
 		ss.bw.WriteString("+ " + base64.StdEncoding.EncodeToString(chal) + "\r\n")
 		line, err := ss.readLine(maxSASLLineLen)
 		if errors.Is(err, errLineTooLong) {
-			return ss.badCommand("SASL response too long")
+			return ss.badCommand("SASL response too long"), errCancelled
 		} else if err != nil {
-			return true
+			return true, err
 		}
-		if line == "*" { // RFC 5034 §4: the client cancels
+		if line == "*" { // the client cancels
 			ss.err("authentication cancelled")
-			return false
+			return false, errCancelled
 		}
 		if resp, err = base64.StdEncoding.DecodeString(line); err != nil {
-			return ss.badCommand("invalid base64 in SASL response")
+			return ss.badCommand("invalid base64 in SASL response"), errCancelled
 		}
 	}
-	ss.loggedIn(acct)
-	return false
 }
 
 func decodeSASL(s string) ([]byte, error) {

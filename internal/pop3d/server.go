@@ -36,7 +36,7 @@ const (
 // Config is the POP3 door's policy. The zero value of each field is
 // documented; every limit has a finite default.
 type Config struct {
-	// Hostname is named in the greeting and the sign-off.
+	// Hostname is named in the greeting and the sign-off (required).
 	Hostname string
 	// TLS enables STLS on Serve and is required by ServeTLS. Nil means
 	// no STLS, and ServeTLS fails.
@@ -54,7 +54,8 @@ type Config struct {
 	MaxConns, MaxConnsPerIP int
 }
 
-// Deps are the services the door uses.
+// Deps are the services the door uses. Store and Auth are required; a nil
+// Log discards.
 type Deps struct {
 	Store store.Store
 	Auth  *auth.Authenticator

@@ -38,6 +38,11 @@ func (s *session) Data(r io.Reader) error {
 	// Until Reset: go-smtp drains what the client still sends after an
 	// early refusal before it replies and resets.
 	s.conn.inData.Store(true)
+	done := make(chan struct{})
+	defer close(done)
+	s.mu.Lock()
+	s.dataDone = done
+	s.mu.Unlock()
 	s.mu.Lock()
 	var tx transaction
 	if s.tx != nil {
@@ -98,7 +103,7 @@ func (s *session) Data(r io.Reader) error {
 	if err := s.srv.deliver.Deliver(s.ctx, msg); err != nil {
 		return s.dataError(err, size, lines)
 	}
-	s.logger().Info("message accepted", "id", id, "from", tx.from, "rcpts", len(tx.rcpts), "size", size.n)
+	s.logger().Debug("message accepted", "id", id, "from", tx.from, "rcpts", len(tx.rcpts), "size", size.n)
 	return nil
 }
 

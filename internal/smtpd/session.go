@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -63,6 +64,8 @@ type session struct {
 	log     *slog.Logger
 	account *store.Account // after AUTH
 	tx      *transaction   // from MAIL until the end of data or a reset
+	// dataDone is closed when the latest Data call returns.
+	dataDone chan struct{}
 }
 
 // transaction is one MAIL .. DATA/BDAT envelope.
@@ -220,10 +223,26 @@ func (s *session) resolve(to string) (deliver.Recipient, *smtp.SMTPError) {
 
 // Reset ends the transaction (RSET, EHLO, STARTTLS, and after every
 // message, once its reply is written).
+//
+// go-smtp resets a BDAT transaction (RSET, or a chunk over the size limit)
+// by closing the pipe Data reads, without waiting for Data to return; the
+// goroutine running Data then sends its result on a channel field that
+// the next BDAT transaction replaces, so that transaction could get the
+// aborted one's error. Waiting here for Data (which returns at once on
+// the closed pipe) closes that window in practice.
 func (s *session) Reset() {
 	s.mu.Lock()
 	s.tx = nil
+	done := s.dataDone
+	s.dataDone = nil
 	s.mu.Unlock()
+	if done != nil {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			s.logger().Warn("message data reader did not stop after a reset")
+		}
+	}
 	s.conn.inData.Store(false)
 	s.conn.setBusy(false)
 }

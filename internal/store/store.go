@@ -224,6 +224,19 @@ type QueueEntry struct {
 	LeaseUntil  time.Time
 }
 
+// QueueUpdate is the outcome of one delivery attempt on a leased queue
+// entry (Store.UpdateQueueEntry).
+type QueueUpdate struct {
+	ID    int64
+	Owner string // the lease holder
+	// Remaining are the recipients still to be tried; empty when every
+	// recipient was delivered or failed for good.
+	Remaining   []QueueRecipient
+	NextAttempt time.Time
+	LastError   string
+	Events      []Event // recorded with the update; QueueID is set to ID
+}
+
 // Event is one step of a message's journey (received, queued, attempt,
 // delivered, deferred, bounced).
 type Event struct {
@@ -335,6 +348,28 @@ type Store interface {
 	ListQueue(ctx context.Context) ([]QueueEntry, error)
 	GetQueueEntry(ctx context.Context, id int64) (QueueEntry, []Event, error)
 	AddEvent(ctx context.Context, e Event) error
+
+	// Outbound queue, for the relay.
+	//
+	// LeaseQueue claims up to max entries whose next attempt is due at now
+	// and that hold no live lease (lease_until > now), leasing them to
+	// owner until now+leaseFor, soonest first. A worker that dies loses
+	// its leases when they expire. SQLite has one writer, so a plain
+	// UPDATE claims atomically; PostgreSQL selects the rows with
+	// FOR UPDATE SKIP LOCKED so nodes never wait for each other.
+	LeaseQueue(ctx context.Context, owner string, now time.Time, max int, leaseFor time.Duration) ([]QueueEntry, error)
+	// UpdateQueueEntry records the outcome of an attempt on an entry
+	// leased by u.Owner (ErrNotFound when the entry is gone or its lease
+	// was lost): it adds u.Events, counts the attempt and releases the
+	// lease, all in one transaction. When u.Remaining is empty the entry
+	// is removed (and its body reference dropped); otherwise it keeps only
+	// u.Remaining, to be tried again at u.NextAttempt.
+	UpdateQueueEntry(ctx context.Context, u QueueUpdate) error
+	// RemoveQueueEntry drops an entry whatever its state (an operator's
+	// "queue remove") and its body reference; ErrNotFound if absent.
+	RemoveQueueEntry(ctx context.Context, id int64) error
+	// RetryQueueEntry makes an entry due at now; ErrNotFound if absent.
+	RetryQueueEntry(ctx context.Context, id int64, now time.Time) error
 
 	// CollectGarbage removes blobs nothing references and spool files
 	// older than minAge; it returns how many it removed.

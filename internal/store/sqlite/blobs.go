@@ -156,20 +156,22 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-const sqlAddBlobRef = `INSERT INTO blobs (id, size, refcount, in_file, data, info) VALUES (?, ?, ?, ?, ?, ?)
-	ON CONFLICT (id) DO UPDATE SET refcount = refcount + excluded.refcount, info = coalesce(info, excluded.info)`
+const sqlAddBlobRef = `INSERT INTO blobs (sha, size, refcount, in_file, data, info) VALUES (?, ?, ?, ?, ?, ?)
+	ON CONFLICT (sha) DO UPDATE SET refcount = refcount + excluded.refcount, info = coalesce(info, excluded.info)
+	RETURNING id`
 
 // addBlobRefs records n more references to b, inserting its row (and, for
-// an inline body, its data) on first use.
-func (w *wtx) addBlobRefs(b *store.Blob, info *msginfo.Info, n int) error {
+// an inline body, its data) on first use, and returns the row's id.
+func (w *wtx) addBlobRefs(b *store.Blob, info *msginfo.Info, n int) (int64, error) {
 	if b == nil || !validBlobID(b.ID) {
-		return fmt.Errorf("%w: bad blob", store.ErrInvalid)
+		return 0, fmt.Errorf("%w: bad blob", store.ErrInvalid)
 	}
+	sha, _ := hex.DecodeString(b.ID)
 	var infoJSON any
 	if info != nil {
 		j, err := json.Marshal(info)
 		if err != nil {
-			return fmt.Errorf("encode message info: %w", err)
+			return 0, fmt.Errorf("encode message info: %w", err)
 		}
 		infoJSON = string(j)
 	}
@@ -179,20 +181,20 @@ func (w *wtx) addBlobRefs(b *store.Blob, info *msginfo.Info, n int) error {
 		// The file was made durable by Spool; GC may have removed it if
 		// the same body's last reference went away since, so look.
 		if _, err := os.Stat(w.s.blobPath(b.ID)); err != nil {
-			return fmt.Errorf("blob %s: %w", b.ID, err)
+			return 0, fmt.Errorf("blob %s: %w", b.ID, err)
 		}
 		inFile, data = 1, nil
 	} else if int64(len(b.Data)) != b.Size {
-		return fmt.Errorf("%w: blob data length %d, size %d", store.ErrInvalid, len(b.Data), b.Size)
+		return 0, fmt.Errorf("%w: blob data length %d, size %d", store.ErrInvalid, len(b.Data), b.Size)
 	} else if b.Data == nil {
 		data = []byte{}
 	}
-	_, err := w.exec(sqlAddBlobRef,
-		b.ID, b.Size, n, inFile, data, infoJSON)
+	var id int64
+	err := w.queryRow(sqlAddBlobRef, sha, b.Size, n, inFile, data, infoJSON).Scan(&id)
 	if err != nil {
-		return fmt.Errorf("add blob reference: %w", err)
+		return 0, fmt.Errorf("add blob reference: %w", err)
 	}
-	return nil
+	return id, nil
 }
 
 // releaseMessages drops the blob references and account usage of the
@@ -225,7 +227,8 @@ func (s *Store) OpenBlob(ctx context.Context, id string) (store.BlobReader, erro
 		inFile bool
 		data   []byte
 	)
-	err := s.rdb.QueryRowContext(ctx, `SELECT size, in_file, data FROM blobs WHERE id = ?`, id).Scan(&size, &inFile, &data)
+	sha, _ := hex.DecodeString(id)
+	err := s.rdb.QueryRowContext(ctx, `SELECT size, in_file, data FROM blobs WHERE sha = ?`, sha).Scan(&size, &inFile, &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("open blob %s: %w", id, store.ErrNotFound)
 	}
@@ -280,22 +283,22 @@ func (s *Store) CollectGarbage(ctx context.Context, minAge time.Duration) (int, 
 				}
 			}
 		})
-		rows, err := w.query(`DELETE FROM blobs WHERE refcount <= 0 RETURNING id, in_file`)
+		rows, err := w.query(`DELETE FROM blobs WHERE refcount <= 0 RETURNING sha, in_file`)
 		if err != nil {
 			return fmt.Errorf("collect blobs: %w", err)
 		}
 		var files []string
 		n := 0
 		for rows.Next() {
-			var id string
+			var sha []byte
 			var inFile bool
-			if err := rows.Scan(&id, &inFile); err != nil {
+			if err := rows.Scan(&sha, &inFile); err != nil {
 				rows.Close()
 				return err
 			}
 			n++
 			if inFile {
-				files = append(files, id)
+				files = append(files, hex.EncodeToString(sha))
 			}
 		}
 		rows.Close()
@@ -360,7 +363,8 @@ func (s *Store) orphanFiles(w *wtx, minAge time.Duration) ([]string, error) {
 				continue
 			}
 			var one int
-			err := w.queryRow(`SELECT 1 FROM blobs WHERE id = ? AND in_file = 1`, id).Scan(&one)
+			sha, _ := hex.DecodeString(id)
+			err := w.queryRow(`SELECT 1 FROM blobs WHERE sha = ? AND in_file = 1`, sha).Scan(&one)
 			if errors.Is(err, sql.ErrNoRows) {
 				out = append(out, p)
 			} else if err != nil {

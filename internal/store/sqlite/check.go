@@ -17,20 +17,20 @@ var invariants = []struct{ name, query string }{
 		FROM tombstones t JOIN mailboxes b ON b.id = t.mailbox_id WHERE t.uid >= b.uidnext OR t.modseq > b.highestmodseq`},
 	{"tombstone of live message", `SELECT format('mailbox %d: uid %d is both a message and a tombstone', t.mailbox_id, t.uid)
 		FROM tombstones t JOIN messages m USING (mailbox_id, uid)`},
-	{"refcount", `SELECT format('blob %s: refcount %d, referenced %d times', b.id, b.refcount, coalesce(r.n, 0))
+	{"refcount", `SELECT format('blob %s: refcount %d, referenced %d times', lower(hex(b.sha)), b.refcount, coalesce(r.n, 0))
 		FROM blobs b LEFT JOIN (
 			SELECT id, sum(n) AS n FROM (
 				SELECT blob_id AS id, count(*) AS n FROM messages GROUP BY blob_id
 				UNION ALL SELECT blob_id, count(*) FROM queue GROUP BY blob_id)
 			GROUP BY id) r ON r.id = b.id
 		WHERE b.refcount != coalesce(r.n, 0)`},
-	{"dangling blob reference", `SELECT format('mailbox %d uid %d: blob %s missing', m.mailbox_id, m.uid, m.blob_id)
+	{"dangling blob reference", `SELECT format('mailbox %d uid %d: blob %d missing', m.mailbox_id, m.uid, m.blob_id)
 		FROM messages m LEFT JOIN blobs b ON b.id = m.blob_id WHERE b.id IS NULL
-		UNION ALL SELECT format('queue %d: blob %s missing', q.id, q.blob_id)
+		UNION ALL SELECT format('queue %d: blob %d missing', q.id, q.blob_id)
 		FROM queue q LEFT JOIN blobs b ON b.id = q.blob_id WHERE b.id IS NULL`},
-	{"message size", `SELECT format('mailbox %d uid %d: size %d, blob %s size %d', m.mailbox_id, m.uid, m.size, b.id, b.size)
+	{"message size", `SELECT format('mailbox %d uid %d: size %d, blob %s size %d', m.mailbox_id, m.uid, m.size, lower(hex(b.sha)), b.size)
 		FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.size != b.size`},
-	{"inline blob", `SELECT format('blob %s: inline data length %d, size %d', id, length(data), size)
+	{"inline blob", `SELECT format('blob %s: inline data length %d, size %d', lower(hex(sha)), length(data), size)
 		FROM blobs WHERE in_file = 0 AND (data IS NULL OR length(data) != size)`},
 	{"used bytes", `SELECT format('account %d: used_bytes %d, messages total %d', a.id, a.used_bytes, coalesce(u.n, 0))
 		FROM accounts a LEFT JOIN (
@@ -63,7 +63,7 @@ func (s *Store) Check(ctx context.Context) ([]string, error) {
 		}
 		problems = append(problems, found...)
 	}
-	files, err := s.queryStrings(ctx, `SELECT id || ' ' || size FROM blobs WHERE in_file = 1`)
+	files, err := s.queryStrings(ctx, `SELECT lower(hex(sha)) || ' ' || size FROM blobs WHERE in_file = 1`)
 	if err != nil {
 		return problems, fmt.Errorf("check blob files: %w", err)
 	}

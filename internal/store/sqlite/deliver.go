@@ -106,7 +106,8 @@ const (
 )
 
 func (w *wtx) deliver(d *store.Delivery, targets []target, queue []queueGroup) ([]store.Delivered, error) {
-	if err := w.addBlobRefs(d.Blob, d.Info, len(targets)+len(queue)); err != nil {
+	blobRow, err := w.addBlobRefs(d.Blob, d.Info, len(targets)+len(queue))
+	if err != nil {
 		return nil, err
 	}
 	// Charge each account once with everything this delivery adds to it.
@@ -145,7 +146,7 @@ func (w *wtx) deliver(d *store.Delivery, targets []target, queue []queueGroup) (
 			return nil, err
 		}
 		_, err = w.exec(sqlInsertMessage,
-			dl.MailboxID, dl.UID, modseq, t.bits, t.keywords, t.date, d.Blob.Size, d.Blob.ID)
+			dl.MailboxID, dl.UID, modseq, t.bits, t.keywords, t.date, d.Blob.Size, blobRow)
 		if err != nil {
 			return nil, fmt.Errorf("insert message: %w", err)
 		}
@@ -156,7 +157,7 @@ func (w *wtx) deliver(d *store.Delivery, targets []target, queue []queueGroup) (
 		var id int64
 		err := w.queryRow(`INSERT INTO queue (blob_id, mail_from, domain, recipients, dsn_ret, dsn_envid, next_attempt, created)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			d.Blob.ID, d.From, q.domain, q.recipients, d.DSN.Ret, d.DSN.EnvID, now, now).Scan(&id)
+			blobRow, d.From, q.domain, q.recipients, d.DSN.Ret, d.DSN.EnvID, now, now).Scan(&id)
 		if err != nil {
 			return nil, fmt.Errorf("queue: %w", err)
 		}

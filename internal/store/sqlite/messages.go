@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,7 +80,7 @@ func (s *Store) GetMessages(ctx context.Context, mailboxID int64, uids []uint32)
 	if len(uids) == 0 {
 		return nil, nil
 	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size, m.blob_id, b.info
+	rows, err := s.rdb.QueryContext(ctx, `SELECT m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.size, b.sha, b.info
 		FROM messages m JOIN blobs b ON b.id = m.blob_id
 		WHERE m.mailbox_id = ? AND m.`+inUIDs+` ORDER BY m.uid`, mailboxID, uidList(uids))
 	if err != nil {
@@ -92,9 +93,11 @@ func (s *Store) GetMessages(ctx context.Context, mailboxID int64, uids []uint32)
 		var bits, date int64
 		var kw string
 		var info sql.NullString
-		if err := rows.Scan(&m.UID, &m.ModSeq, &bits, &kw, &date, &m.Size, &m.BlobID, &info); err != nil {
+		var sha []byte
+		if err := rows.Scan(&m.UID, &m.ModSeq, &bits, &kw, &date, &m.Size, &sha, &info); err != nil {
 			return nil, fmt.Errorf("get messages: %w", err)
 		}
+		m.BlobID = hex.EncodeToString(sha)
 		m.Flags = loadFlags(bits, kw).list()
 		m.InternalDate = fromNano(date)
 		if info.Valid {

@@ -10,8 +10,10 @@ import (
 	"github.com/ternmail/tern/internal/store"
 )
 
-const queueCols = `id, blob_id, mail_from, domain, recipients, dsn_ret, dsn_envid, attempts,
-	next_attempt, last_error, created, lease_owner, lease_until`
+// queueSelect reads queue entries with their body's hash as BlobID.
+const queueSelect = `SELECT q.id, lower(hex(b.sha)), q.mail_from, q.domain, q.recipients, q.dsn_ret, q.dsn_envid,
+	q.attempts, q.next_attempt, q.last_error, q.created, q.lease_owner, q.lease_until
+	FROM queue q JOIN blobs b ON b.id = q.blob_id`
 
 func scanQueueEntry(sc interface{ Scan(...any) error }) (store.QueueEntry, error) {
 	var e store.QueueEntry
@@ -31,7 +33,7 @@ func scanQueueEntry(sc interface{ Scan(...any) error }) (store.QueueEntry, error
 
 // ListQueue implements store.Store, soonest attempt first.
 func (s *Store) ListQueue(ctx context.Context) ([]store.QueueEntry, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+queueCols+` FROM queue ORDER BY next_attempt, id`)
+	rows, err := s.rdb.QueryContext(ctx, queueSelect+` ORDER BY q.next_attempt, q.id`)
 	if err != nil {
 		return nil, fmt.Errorf("list queue: %w", err)
 	}
@@ -49,7 +51,7 @@ func (s *Store) ListQueue(ctx context.Context) ([]store.QueueEntry, error) {
 
 // GetQueueEntry implements store.Store.
 func (s *Store) GetQueueEntry(ctx context.Context, id int64) (store.QueueEntry, []store.Event, error) {
-	e, err := scanQueueEntry(s.rdb.QueryRowContext(ctx, `SELECT `+queueCols+` FROM queue WHERE id = ?`, id))
+	e, err := scanQueueEntry(s.rdb.QueryRowContext(ctx, queueSelect+` WHERE q.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return e, nil, fmt.Errorf("queue entry %d: %w", id, store.ErrNotFound)
 	}
@@ -93,3 +95,4 @@ func (s *Store) AddEvent(ctx context.Context, e store.Event) error {
 		return nil
 	})
 }
+

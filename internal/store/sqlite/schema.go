@@ -48,11 +48,15 @@ CREATE TABLE aliases (
 ) STRICT;
 CREATE INDEX aliases_domain ON aliases(domain);
 
+-- Rows are keyed by a sequential integer so a delivery appends its body
+-- instead of inserting it at a random place; only the small sha index is
+-- touched at random. Messages and queue entries refer to the integer.
 CREATE TABLE blobs (
-	id       TEXT PRIMARY KEY, -- lower-case hex SHA-256 of the body
+	id       INTEGER PRIMARY KEY,
+	sha      BLOB NOT NULL UNIQUE, -- SHA-256 of the body (32 bytes)
 	size     INTEGER NOT NULL,
 	refcount INTEGER NOT NULL,
-	in_file  INTEGER NOT NULL, -- 1: body in blobs/ab/<id>, data is NULL
+	in_file  INTEGER NOT NULL, -- 1: body in blobs/ab/<hex sha>, data is NULL
 	data     BLOB,
 	info     TEXT -- msginfo.Info as JSON, NULL when unknown
 ) STRICT;
@@ -80,7 +84,7 @@ CREATE TABLE messages (
 	keywords      TEXT NOT NULL DEFAULT '',   -- space-separated
 	internal_date INTEGER NOT NULL,
 	size          INTEGER NOT NULL,
-	blob_id       TEXT NOT NULL REFERENCES blobs(id),
+	blob_id       INTEGER NOT NULL REFERENCES blobs(id),
 	PRIMARY KEY (mailbox_id, uid)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
@@ -95,7 +99,7 @@ CREATE INDEX tombstones_modseq ON tombstones(mailbox_id, modseq);
 
 CREATE TABLE queue (
 	id           INTEGER PRIMARY KEY,
-	blob_id      TEXT NOT NULL REFERENCES blobs(id),
+	blob_id      INTEGER NOT NULL REFERENCES blobs(id),
 	mail_from    TEXT NOT NULL,
 	domain       TEXT NOT NULL,
 	recipients   TEXT NOT NULL, -- JSON array of store.QueueRecipient
