@@ -303,8 +303,27 @@ func init() {
 	}
 }
 
+// levelTrace logs protocol transcripts (client lines, credentials
+// redacted); below Debug so it is off unless asked for.
+const levelTrace = slog.LevelDebug - 4
+
+// traceLine logs a client line at levelTrace with LOGIN and AUTHENTICATE
+// arguments redacted.
+func (c *conn) traceLine(line []byte) {
+	if !c.log.Enabled(c.ctx, levelTrace) {
+		return
+	}
+	s := string(line)
+	f := strings.Fields(s)
+	if len(f) >= 2 && (strings.EqualFold(f[1], "LOGIN") || strings.EqualFold(f[1], "AUTHENTICATE")) {
+		s = f[0] + " " + f[1] + " <redacted>"
+	}
+	c.log.Log(c.ctx, levelTrace, "C: "+s)
+}
+
 // command runs one command line and reports whether the session goes on.
 func (c *conn) command(line []byte) bool {
+	c.traceLine(line)
 	p := newParser(c, line)
 	tag, err := p.tag()
 	if err == nil {

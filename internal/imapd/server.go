@@ -10,6 +10,25 @@
 // flags of the selected mailbox, to map sequence numbers and report changes.
 // Everything else is read from the store when a command asks for it;
 // APPEND literals are streamed into deliver.Append, never buffered whole.
+// Changes made elsewhere reach a session through Store.Subscribe and
+// ChangesSince: at once during IDLE, else with the next command, EXPUNGE
+// held back while FETCH, STORE, SEARCH, SORT or THREAD by sequence number
+// run (RFC 3501 §7.4.1).
+//
+// Extensions (each advertised only because it is implemented): LITERAL+,
+// SASL-IR (PLAIN, LOGIN), ID, ENABLE, IDLE, NAMESPACE, UIDPLUS, MOVE,
+// UNSELECT, CHILDREN, SPECIAL-USE, CREATE-SPECIAL-USE, LIST-EXTENDED,
+// LIST-STATUS, ESEARCH, SEARCHRES, STATUS=SIZE, UTF8=ACCEPT, CONDSTORE,
+// QRESYNC, BINARY, QUOTA, SORT, THREAD=ORDEREDSUBJECT, THREAD=REFERENCES,
+// APPENDLIMIT. Not offered: MULTIAPPEND (needs an atomic multi-message
+// store call) and COMPRESS=DEFLATE (compress/flate returns data only at
+// the end of a block, so zlib's Z_PARTIAL_FLUSH, used by mbsync, stalls).
+//
+// One file per command group: parser.go (the bounded command parser),
+// conn.go (session loop, dispatch, replies), auth.go, mailbox.go,
+// select.go (selected state and change reporting), fetch*.go,
+// bodystructure.go, store.go, search*.go, sort.go, thread.go, copymove.go,
+// expunge.go, append.go, idle.go, quota.go.
 package imapd
 
 import (

@@ -274,7 +274,27 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	if err != nil {
 		return nil, s.fail(smtp.ErrAuthUnknownMechanism)
 	}
-	return srv, nil
+	return saslServer{srv, s}, nil
+}
+
+// saslServer gives every SASL failure a proper reply: go-smtp answers
+// errors that are not *smtp.SMTPError with 454 and their text.
+type saslServer struct {
+	sasl.Server
+	s *session
+}
+
+func (ss saslServer) Next(response []byte) ([]byte, bool, error) {
+	challenge, done, err := ss.Server.Next(response)
+	var se *smtp.SMTPError
+	switch {
+	case err == nil || errors.As(err, &se):
+	case errors.Is(err, auth.ErrInvalidCredentials): // e.g. a PLAIN authzid naming someone else
+		err = ss.s.fail(reply(535, 5, 7, 8, "Authentication credentials invalid"))
+	default: // a malformed exchange
+		err = ss.s.fail(reply(501, 5, 5, 2, "Malformed authentication exchange"))
+	}
+	return challenge, done, err
 }
 
 // login checks credentials for the SASL server. An unknown user and a

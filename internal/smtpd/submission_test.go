@@ -47,6 +47,10 @@ func TestSubmissionAuth(t *testing.T) {
 		t.Errorf("wrong password %q and unknown user %q differ", wrong, unknown)
 	}
 	c.cmd("AUTH CRAM-MD5", 504)
+	// Proxy authorization (authzid of another user) is refused like a
+	// wrong password; a malformed PLAIN response is a syntax error.
+	c.cmd("AUTH PLAIN "+b64("bob@example.org\x00alice@example.org\x00"+testPassword), 535)
+	c.cmd("AUTH PLAIN "+b64("no NULs"), 501)
 	// LOGIN, step by step.
 	c.cmd("AUTH LOGIN", 334)
 	c.cmd(b64("Alice@Example.org"), 334)

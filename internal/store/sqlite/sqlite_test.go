@@ -57,15 +57,37 @@ func TestNotADatabase(t *testing.T) {
 	}
 }
 
-func TestUnwritableDir(t *testing.T) {
+func TestUnusableDir(t *testing.T) {
+	// A path below a regular file cannot be created, even by root.
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(filepath.Join(file, "data"), nil); err == nil {
+		t.Fatal("Open below a regular file succeeded")
+	}
 	if os.Geteuid() == 0 {
-		t.Skip("root can write anywhere")
+		return // root writes to read-only directories anyway
 	}
 	dir := t.TempDir()
 	os.Chmod(dir, 0o500)
 	defer os.Chmod(dir, 0o700)
-	if _, err := Open(filepath.Join(dir, "data"), nil); err == nil {
-		t.Fatal("Open in unwritable directory succeeded")
+	_, err := Open(dir, nil)
+	if err == nil || !strings.Contains(err.Error(), "not writable") {
+		t.Fatalf("Open of read-only directory: %v", err)
+	}
+}
+
+func TestNewDirIsPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	s := openTest(t, dir)
+	defer s.Close()
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("data directory mode %v, want 0700", fi.Mode().Perm())
 	}
 }
 
@@ -96,7 +118,11 @@ func TestReopen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Deliver(ctx, &store.Delivery{}); err == nil {
+	b, err := s.Spool(ctx, strings.NewReader("late\r\n"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Deliver(ctx, &store.Delivery{Blob: b, Local: []store.Target{{AccountID: a.ID, Mailbox: "INBOX"}}}); err == nil {
 		t.Error("Deliver after Close succeeded")
 	}
 
