@@ -97,6 +97,15 @@ type Relay struct {
 	// Enabled lets mail for remote domains be queued (authenticated
 	// submission and aliases forwarding to remote addresses).
 	Enabled bool `toml:"enabled"`
+	// Lifetime is how long a message is retried before it bounces.
+	Lifetime Duration `toml:"lifetime"`
+	// RetryDelay is the first retry's delay; later ones are 5, 15, 30,
+	// 60, 120 and 240 times it, with jitter.
+	RetryDelay Duration `toml:"retry_delay"`
+	// MaxConcurrent bounds delivery attempts at once; PerDomain bounds
+	// them per destination domain.
+	MaxConcurrent int `toml:"max_concurrent"`
+	PerDomain     int `toml:"per_domain"`
 }
 
 // Log configures logging.
@@ -131,6 +140,12 @@ func Default() Config {
 			POP3IdleTimeout:  Duration{10 * time.Minute}, // RFC 1939 §3
 			AuthMaxFailures:  10,
 			AuthFailureDelay: Duration{200 * time.Millisecond},
+		},
+		Relay: Relay{
+			Lifetime:      Duration{5 * 24 * time.Hour}, // RFC 5321 §4.5.4.1: 4-5 days
+			RetryDelay:    Duration{time.Minute},
+			MaxConcurrent: 32,
+			PerDomain:     4,
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}
@@ -236,6 +251,18 @@ func (c *Config) Validate() error {
 	for _, p := range positive {
 		if p.v <= 0 {
 			bad("limits.%s: must be greater than zero", p.name)
+		}
+	}
+	r := c.Relay
+	for _, p := range []struct {
+		name string
+		v    int64
+	}{
+		{"lifetime", int64(r.Lifetime.Duration)}, {"retry_delay", int64(r.RetryDelay.Duration)},
+		{"max_concurrent", int64(r.MaxConcurrent)}, {"per_domain", int64(r.PerDomain)},
+	} {
+		if p.v <= 0 {
+			bad("relay.%s: must be greater than zero", p.name)
 		}
 	}
 	if l.QuotaBytes < 0 {

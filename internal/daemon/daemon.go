@@ -24,6 +24,7 @@ import (
 	"github.com/ternmail/tern/internal/deliver"
 	"github.com/ternmail/tern/internal/imapd"
 	"github.com/ternmail/tern/internal/pop3d"
+	"github.com/ternmail/tern/internal/relay"
 	"github.com/ternmail/tern/internal/smtpd"
 	"github.com/ternmail/tern/internal/store"
 	"github.com/ternmail/tern/internal/store/sqlite"
@@ -43,12 +44,17 @@ type Daemon struct {
 	st    store.Store
 	certs *certs.Manager
 	lock  *os.File
+	relay *relay.Relay // nil unless [relay] enabled
 
 	addrs   map[string]net.Addr
 	doors   []door
 	wg      sync.WaitGroup
 	closing atomic.Bool // Serve errors after Shutdown began are expected
 }
+
+// traceHeaderAllowance is room for the Received and Return-Path headers
+// added to a message the client sent within the size limit.
+const traceHeaderAllowance = 64 << 10
 
 // ErrRunning means another tern serve holds the data directory.
 var ErrRunning = errors.New("another tern serve is already running on this data directory")
@@ -112,7 +118,10 @@ func (d *Daemon) build() error {
 		BaseDelay:   cfg.Limits.AuthFailureDelay.Duration,
 	}, d.log.With("component", "auth"))
 	dl := deliver.New(st, deliver.Config{
-		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		// The doors enforce max_message_bytes on what clients send; the
+		// trace headers SMTP prepends must not push an accepted message
+		// over the store's limit.
+		MaxMessageBytes: cfg.Limits.MaxMessageBytes + traceHeaderAllowance,
 		Relay:           cfg.Relay.Enabled,
 	}, d.log.With("component", "deliver"))
 
@@ -198,7 +207,7 @@ func (d *Daemon) build() error {
 			}
 		}()
 	}
-	return nil
+	return d.startRelay(dl)
 }
 
 func (d *Daemon) newIMAP(tlsCfg *tls.Config, st store.Store, dl *deliver.Deliverer, au *auth.Authenticator) (door, error) {
@@ -250,6 +259,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	if err := d.stopRelay(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	done := make(chan struct{})
 	go func() { d.wg.Wait(); close(done) }()
 	select {

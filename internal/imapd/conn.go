@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"bufio"
+	"compress/flate"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -38,9 +39,11 @@ type conn struct {
 	log *slog.Logger
 	ctx context.Context
 
-	br  *bufio.Reader
-	bw  *bufio.Writer
-	tls bool
+	stream io.ReadWriter // nc or its TLS layer, under br and bw
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	zw     *flate.Writer // COMPRESS=DEFLATE: flushed after bw
+	tls    bool
 
 	state state
 	acct  store.Account
@@ -77,6 +80,7 @@ func newConn(s *Server, nc net.Conn, ip netip.Addr) *conn {
 // setStreams (re)builds the buffered reader and writer over rw, after
 // STARTTLS or COMPRESS.
 func (c *conn) setStreams(rw io.ReadWriter) {
+	c.stream = rw
 	c.br = bufio.NewReaderSize(&deadlineReader{c: c, r: rw}, 16<<10)
 	c.bw = bufio.NewWriterSize(&deadlineWriter{nc: c.nc, w: rw}, 16<<10)
 }
@@ -238,7 +242,15 @@ func (c *conn) writef(format string, args ...any) {
 	c.bw.WriteString("\r\n")
 }
 
-func (c *conn) flush() error { return c.bw.Flush() }
+func (c *conn) flush() error {
+	if err := c.bw.Flush(); err != nil {
+		return err
+	}
+	if c.zw != nil {
+		return c.zw.Flush() // sync flush: the client can decode all of it
+	}
+	return nil
+}
 
 // command is one entry of the dispatch table.
 type command struct {
@@ -281,6 +293,7 @@ func init() {
 		"GETQUOTAROOT": {states: authed, fn: (*conn).cmdGetQuotaRoot},
 		"GETQUOTA":     {states: authed, fn: (*conn).cmdGetQuota},
 		"SETQUOTA":     {states: authed, fn: (*conn).cmdSetQuota},
+		"COMPRESS":     {states: authed, fn: (*conn).cmdCompress},
 		"CHECK":        {states: selState, fn: (*conn).cmdNoop},
 		"CLOSE":        {states: selState, fn: (*conn).cmdClose},
 		"UNSELECT":     {states: selState, fn: (*conn).cmdClose},
@@ -400,18 +413,21 @@ func (c *conn) fail(tag string, p *parser, err error) bool {
 		}
 		pe = storeError(c, err)
 	}
-	if pe.bad {
-		if pe.fatal || p.skipRest() != nil {
-			c.writeLine(tag + " BAD " + pe.msg)
-			c.bye("Closing")
-			return false
-		}
-		c.writeLine(c.response(tag, "BAD", pe.code, pe.msg))
-		return c.countBad() && c.flush() == nil
+	// Non-synchronising literals of the failed command are on their way:
+	// consume them so they are not taken for commands.
+	if !pe.fatal && p.skipRest() != nil {
+		pe.fatal = true
 	}
-	c.writeLine(c.response(tag, "NO", pe.code, pe.msg))
+	status := "NO"
+	if pe.bad {
+		status = "BAD"
+	}
+	c.writeLine(c.response(tag, status, pe.code, pe.msg))
 	if pe.fatal {
 		c.bye("Closing")
+		return false
+	}
+	if pe.bad && !c.countBad() {
 		return false
 	}
 	return c.flush() == nil

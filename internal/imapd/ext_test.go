@@ -1,8 +1,11 @@
 package imapd
 
 import (
+	"bufio"
+	"compress/flate"
 	"context"
 	"encoding/base64"
+	"io"
 	"strings"
 	"testing"
 )
@@ -249,5 +252,35 @@ func TestQuota(t *testing.T) {
 	}
 	if _, st := c.run(`s SETQUOTA "" (STORAGE 1)`); !strings.HasPrefix(st, "NO") {
 		t.Fatal(st)
+	}
+}
+
+func TestCompress(t *testing.T) {
+	e := newEnv(t, envOpts{plain: true})
+	e.put("INBOX", testMsg)
+	c := e.login()
+	c.cmd("z COMPRESS DEFLATE")
+	zw, _ := flate.NewWriter(c.c, flate.DefaultCompression)
+	zr := bufio.NewReader(flate.NewReader(c.c))
+	io.WriteString(zw, "n NOOP\r\nf SELECT INBOX\r\ng FETCH 1 BODY.PEEK[]\r\n")
+	zw.Flush()
+	var got []string
+	for {
+		l, err := zr.ReadString('\n')
+		if err != nil {
+			t.Fatalf("compressed read: %v after %q", err, got)
+		}
+		got = append(got, l)
+		if strings.HasPrefix(l, "g OK") {
+			break
+		}
+	}
+	if !has(got, "n OK") || !has(got, "* 1 EXISTS") || !has(got, "Hi Alice,") {
+		t.Fatalf("compressed session: %q", got)
+	}
+	io.WriteString(zw, "y COMPRESS DEFLATE\r\n")
+	zw.Flush()
+	if l, _ := zr.ReadString('\n'); !strings.HasPrefix(l, "y NO [COMPRESSIONACTIVE]") {
+		t.Fatalf("second COMPRESS: %q", l)
 	}
 }

@@ -61,47 +61,61 @@ func FuzzServer(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	fz := newFuzzEnv(f)
+	f.Fuzz(fz.run)
+}
+
+type fuzzEnv struct {
+	e   *env
+	rec *panicRecorder
+}
+
+func newFuzzEnv(t testing.TB) *fuzzEnv {
 	rec := &panicRecorder{}
-	e := newEnv(f, envOpts{plain: true, cfg: Config{IdleTimeout: 300 * time.Millisecond, MaxLiteralBytes: 1 << 20}})
+	e := newEnv(t, envOpts{plain: true, cfg: Config{IdleTimeout: 300 * time.Millisecond, MaxLiteralBytes: 1 << 20}})
 	e.srv.log = slog.New(rec)
 	e.put("INBOX", testMsg)
 	e.put("INBOX", multipartMsg)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) == 0 {
-			return
+	return &fuzzEnv{e: e, rec: rec}
+}
+
+// run is one fuzz iteration.
+func (fz *fuzzEnv) run(t *testing.T, data []byte) {
+	e, rec := fz.e, fz.rec
+	if len(data) == 0 {
+		return
+	}
+	mode := data[0] % 3
+	srvSide, cliSide := net.Pipe()
+	c := newConn(e.srv, srvSide, netip.Addr{})
+	if mode >= 1 {
+		c.loggedIn(e.acct)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if mode == 2 {
+			// Start with INBOX selected (its replies precede the greeting).
+			p := newParser(c, []byte(" INBOX"))
+			c.cmd = "SELECT"
+			c.cmdSelect("s", p)
 		}
-		mode := data[0] % 3
-		srvSide, cliSide := net.Pipe()
-		c := newConn(e.srv, srvSide, netip.Addr{})
-		if mode >= 1 {
-			c.loggedIn(e.acct)
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			if mode == 2 {
-				// Selecting first, with the greeting already flushed.
-				p := newParser(c, []byte(" INBOX"))
-				c.cmd = "SELECT"
-				c.cmdSelect("s", p)
-			}
-			c.serve(false)
-		}()
-		go func() {
-			cliSide.SetWriteDeadline(time.Now().Add(2 * time.Second))
-			cliSide.Write(data[1:])
-			cliSide.Write([]byte("\r\nzz LOGOUT\r\n"))
-		}()
-		cliSide.SetReadDeadline(time.Now().Add(5 * time.Second))
-		io.Copy(io.Discard, cliSide)
-		cliSide.Close()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("session did not end")
-		}
-		if p := rec.take(); len(p) > 0 {
-			t.Fatalf("session panicked:\n%s", p[0])
-		}
-	})
+		c.serve(false)
+	}()
+	go func() {
+		cliSide.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		cliSide.Write(data[1:])
+		cliSide.Write([]byte("\r\nzz LOGOUT\r\n"))
+	}()
+	cliSide.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.Copy(io.Discard, cliSide)
+	cliSide.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("session did not end")
+	}
+	if p := rec.take(); len(p) > 0 {
+		t.Fatalf("session panicked:\n%s", p[0])
+	}
 }

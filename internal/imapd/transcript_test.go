@@ -172,3 +172,43 @@ func TestSessionLimits(t *testing.T) {
 	c.expect("t NO [TOOBIG]")
 	c.expect("* BYE")
 }
+
+func TestFailedCommandSkipsLiteralPlus(t *testing.T) {
+	e := newEnv(t, envOpts{plain: true})
+	c := e.login()
+	// The first name is refused (NO) before the second, a non-synchronising
+	// literal, is parsed: it must not be taken for a command.
+	c.send("r RENAME a//b {11+}")
+	c.send("x LOGOUT yy")
+	if _, st := c.until("r"); !strings.HasPrefix(st, "NO") {
+		t.Fatalf("RENAME: %q", st)
+	}
+	c.cmd("n NOOP")
+}
+
+// TestIdleSeesOtherSession: flag changes and expunges by another session
+// reach an IDLE session at once, with correct sequence numbers.
+func TestIdleSeesOtherSession(t *testing.T) {
+	e := newEnv(t, envOpts{plain: true})
+	for range 3 {
+		e.put("INBOX", testMsg)
+	}
+	a, b := e.login(), e.login()
+	a.cmd("s SELECT INBOX")
+	b.cmd("s SELECT INBOX")
+	a.send("i IDLE")
+	a.expect("+ ")
+	b.cmd(`1 STORE 3 +FLAGS (\Flagged)`)
+	a.expect(`* 3 FETCH (UID 3 FLAGS (\Flagged))`)
+	b.cmd(`2 STORE 1 +FLAGS.SILENT (\Deleted)`)
+	a.expect(`* 1 FETCH (UID 1 FLAGS (\Deleted))`)
+	b.cmd("3 EXPUNGE")
+	a.expect("* 1 EXPUNGE")
+	e.put("INBOX", testMsg)
+	a.expect("* 3 EXISTS")
+	a.send("DONE")
+	a.expect("i OK")
+	if out := a.cmd("f FETCH 1:* (UID)"); !has(out, "* 1 FETCH (UID 2)") || !has(out, "* 3 FETCH (UID 4)") {
+		t.Fatalf("after IDLE: %q", out)
+	}
+}

@@ -237,3 +237,37 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 	}
 	return nil, 0, &Error{Domain: name, Reason: last}
 }
+
+// ListenSelf returns a Config.Self for a server whose port 25 listens on
+// listen (host:port): that address, or every address of this machine when
+// the host is unspecified ("", 0.0.0.0, ::).
+func ListenSelf(listen string) func(netip.Addr) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		host = listen
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
+		ip = ip.Unmap()
+		return func(a netip.Addr) bool { return a.Unmap() == ip }
+	}
+	if host != "" && net.ParseIP(host) == nil {
+		// A host name: whatever it resolves to locally.
+		addrs, _ := net.LookupHost(host)
+		set := map[netip.Addr]bool{}
+		for _, s := range addrs {
+			if ip, err := netip.ParseAddr(s); err == nil {
+				set[ip.Unmap()] = true
+			}
+		}
+		return func(a netip.Addr) bool { return set[a.Unmap()] }
+	}
+	set := map[netip.Addr]bool{}
+	if ifs, err := net.InterfaceAddrs(); err == nil {
+		for _, ia := range ifs {
+			if p, err := netip.ParsePrefix(ia.String()); err == nil {
+				set[p.Addr().Unmap()] = true
+			}
+		}
+	}
+	return func(a netip.Addr) bool { return set[a.Unmap()] || a.IsLoopback() }
+}

@@ -3,7 +3,6 @@ package smtpd
 import (
 	"bytes"
 	"crypto/tls"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -278,4 +277,6 @@ func connOf(nc net.Conn) *conn {
 	return c
 }
 
-var errNoConn = errors.New("smtpd: connection not wrapped")
+// errNoConn is answered if go-smtp ever hands us a connection that did
+// not come through our listener.
+var errNoConn = reply(421, 4, 3, 0, "Internal error, closing connection")

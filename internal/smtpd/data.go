@@ -42,8 +42,6 @@ func (s *session) Data(r io.Reader) error {
 	defer close(done)
 	s.mu.Lock()
 	s.dataDone = done
-	s.mu.Unlock()
-	s.mu.Lock()
 	var tx transaction
 	if s.tx != nil {
 		tx = *s.tx

@@ -56,6 +56,11 @@ func TestSubmissionAuth(t *testing.T) {
 	c.cmd(b64("Alice@Example.org"), 334)
 	c.cmd(b64(testPassword), 235)
 	c.cmd("AUTH PLAIN "+plain("alice@example.org", testPassword), 503)
+	c.cmd("QUIT", 221)
+
+	// A new connection: the one above has used up most of its errors.
+	c = subClient(t, e)
+	c.login("alice@example.org", testPassword, 235)
 
 	if got := c.cmd("MAIL FROM:<bob@example.org>", 553); !strings.HasPrefix(got, "5.7.1") {
 		t.Errorf("spoofed MAIL FROM: %s", got)

@@ -224,6 +224,16 @@ type QueueEntry struct {
 	LeaseUntil  time.Time
 }
 
+// LeaseRequest asks Store.LeaseQueue for due queue entries.
+type LeaseRequest struct {
+	Owner     string        // who holds the leases, e.g. "host:pid"
+	Now       time.Time     // entries due at or before Now, leases expired at Now
+	For       time.Duration // lease length; longer than any one attempt
+	Max       int           // at most this many entries
+	PerDomain int           // at most this many per domain; 0 means no limit
+	Skip      []string      // destination domains not to lease (busy here)
+}
+
 // QueueUpdate is the outcome of one delivery attempt on a leased queue
 // entry (Store.UpdateQueueEntry).
 type QueueUpdate struct {
@@ -351,13 +361,14 @@ type Store interface {
 
 	// Outbound queue, for the relay.
 	//
-	// LeaseQueue claims up to max entries whose next attempt is due at now
-	// and that hold no live lease (lease_until > now), leasing them to
-	// owner until now+leaseFor, soonest first. A worker that dies loses
+	// LeaseQueue claims up to req.Max entries whose next attempt is due at
+	// req.Now and that hold no live lease (lease_until > now), leasing them
+	// to req.Owner until Now+For, soonest first, at most req.PerDomain per
+	// destination domain and none of req.Skip. A worker that dies loses
 	// its leases when they expire. SQLite has one writer, so a plain
 	// UPDATE claims atomically; PostgreSQL selects the rows with
 	// FOR UPDATE SKIP LOCKED so nodes never wait for each other.
-	LeaseQueue(ctx context.Context, owner string, now time.Time, max int, leaseFor time.Duration) ([]QueueEntry, error)
+	LeaseQueue(ctx context.Context, req LeaseRequest) ([]QueueEntry, error)
 	// UpdateQueueEntry records the outcome of an attempt on an entry
 	// leased by u.Owner (ErrNotFound when the entry is gone or its lease
 	// was lost): it adds u.Events, counts the attempt and releases the

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,9 +26,8 @@ func benchBody(i, size int) []byte {
 	return b[:size]
 }
 
-// runDeliveries delivers b.N messages of size bytes from writers
-// goroutines into one mailbox and reports msgs/s.
-func runDeliveries(b *testing.B, s *Store, writers, size int) {
+// benchAccount adds the account the benchmarks deliver to.
+func benchAccount(b *testing.B, s *Store) int64 {
 	ctx := b.Context()
 	if err := s.AddDomain(ctx, "example.com"); err != nil {
 		b.Fatal(err)
@@ -36,24 +36,26 @@ func runDeliveries(b *testing.B, s *Store, writers, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return a.ID
+}
+
+// deliverMany delivers n distinct messages of size bytes from writers
+// goroutines into the account's INBOX.
+func deliverMany(ctx context.Context, s *Store, account int64, writers, n, size int) error {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var failed atomic.Value
-	b.ResetTimer()
-	start := time.Now()
-	cpu0 := cpuTime()
-	io0 := bytesWritten()
 	for range writers {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1))
-				if i > b.N {
+				if i > n {
 					return
 				}
 				blob, err := s.Spool(ctx, bytes.NewReader(benchBody(i, size)), 1<<30)
 				if err == nil {
 					_, err = s.Deliver(ctx, &store.Delivery{Blob: blob,
-						Local: []store.Target{{AccountID: a.ID, Mailbox: "INBOX"}}})
+						Local: []store.Target{{AccountID: account, Mailbox: "INBOX"}}})
 				}
 				if err != nil {
 					failed.Store(err)
@@ -63,11 +65,24 @@ func runDeliveries(b *testing.B, s *Store, writers, size int) {
 		})
 	}
 	wg.Wait()
+	err, _ := failed.Load().(error)
+	return err
+}
+
+// runDeliveries delivers b.N messages of size bytes from writers
+// goroutines into one mailbox and reports msgs/s.
+func runDeliveries(b *testing.B, s *Store, writers, size int) {
+	account := benchAccount(b, s)
+	b.ResetTimer()
+	start := time.Now()
+	cpu0 := cpuTime()
+	io0 := bytesWritten()
+	err := deliverMany(b.Context(), s, account, writers, b.N, size)
 	el := time.Since(start)
 	cpu := cpuTime() - cpu0
 	written := bytesWritten() - io0
 	b.StopTimer()
-	if err, _ := failed.Load().(error); err != nil {
+	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/el.Seconds(), "msgs/s")
@@ -166,4 +181,58 @@ func BenchmarkFsync(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 	})
+}
+
+// BenchmarkRead measures the reads a session does on a 10,000-message
+// mailbox: SELECT (ListMessages, MailboxStatus) and a FETCH of 100
+// messages with their parsed info (GetMessages).
+func BenchmarkRead(b *testing.B) {
+	s := openTest(b, b.TempDir())
+	defer s.Close()
+	const n = 10000
+	account := benchAccount(b, s)
+	if err := deliverMany(b.Context(), s, account, 64, n, 2<<10); err != nil {
+		b.Fatal(err)
+	}
+	mb, err := s.GetMailbox(b.Context(), account, "INBOX")
+	if err != nil {
+		b.Fatal(err)
+	}
+	uids := make([]uint32, 100)
+	for i := range uids {
+		uids[i] = uint32(5000 + i)
+	}
+	b.Run("ListMessages10k", func(b *testing.B) {
+		defer reportCPU(b)()
+		for b.Loop() {
+			ms, err := s.ListMessages(b.Context(), mb.ID)
+			if err != nil || len(ms) != n {
+				b.Fatal(len(ms), err)
+			}
+		}
+	})
+	b.Run("MailboxStatus10k", func(b *testing.B) {
+		defer reportCPU(b)()
+		for b.Loop() {
+			if _, err := s.MailboxStatus(b.Context(), mb.ID); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("GetMessages100", func(b *testing.B) {
+		defer reportCPU(b)()
+		for b.Loop() {
+			ms, err := s.GetMessages(b.Context(), mb.ID, uids)
+			if err != nil || len(ms) != 100 {
+				b.Fatal(len(ms), err)
+			}
+		}
+	})
+}
+
+// reportCPU reports the process's CPU time per operation, which a shared
+// machine distorts much less than wall time.
+func reportCPU(b *testing.B) func() {
+	c0 := cpuTime()
+	return func() { b.ReportMetric(float64((cpuTime()-c0).Microseconds())/float64(b.N), "cpu-µs/op") }
 }

@@ -20,18 +20,32 @@ import (
 // LeaseQueue implements store.Store. The store has one writer, so the
 // UPDATE below claims its rows atomically; the PostgreSQL store selects
 // them with FOR UPDATE SKIP LOCKED instead.
-func (s *Store) LeaseQueue(ctx context.Context, owner string, now time.Time, max int, leaseFor time.Duration) ([]store.QueueEntry, error) {
-	if owner == "" || max <= 0 || leaseFor <= 0 {
-		return nil, fmt.Errorf("lease queue: %w: need an owner, max > 0 and leaseFor > 0", store.ErrInvalid)
+func (s *Store) LeaseQueue(ctx context.Context, req store.LeaseRequest) ([]store.QueueEntry, error) {
+	if req.Owner == "" || req.Max <= 0 || req.For <= 0 {
+		return nil, fmt.Errorf("lease queue: %w: need an owner, Max > 0 and For > 0", store.ErrInvalid)
 	}
+	perDomain := req.PerDomain
+	if perDomain <= 0 {
+		perDomain = req.Max
+	}
+	skip := "''"
+	args := []any{req.Owner, unixNano(req.Now.Add(req.For)), unixNano(req.Now), unixNano(req.Now)}
+	if len(req.Skip) > 0 {
+		skip = strings.TrimSuffix(strings.Repeat("?,", len(req.Skip)), ",")
+		for _, d := range req.Skip {
+			args = append(args, d)
+		}
+	}
+	args = append(args, perDomain, req.Max)
 	var out []store.QueueEntry
 	err := s.write(ctx, func(w *wtx) error {
 		out = nil
-		n := unixNano(now)
 		rows, err := w.query(`UPDATE queue SET lease_owner = ?, lease_until = ?
-			WHERE id IN (SELECT id FROM queue WHERE next_attempt <= ? AND lease_until <= ?
-				ORDER BY next_attempt, id LIMIT ?)
-			RETURNING id`, owner, unixNano(now.Add(leaseFor)), n, n, max)
+			WHERE id IN (SELECT id FROM (
+				SELECT id, next_attempt, row_number() OVER (PARTITION BY domain ORDER BY next_attempt, id) AS n
+				FROM queue WHERE next_attempt <= ? AND lease_until <= ? AND domain NOT IN (`+skip+`))
+				WHERE n <= ? ORDER BY next_attempt, id LIMIT ?)
+			RETURNING id`, args...)
 		if err != nil {
 			return err
 		}

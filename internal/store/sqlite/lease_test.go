@@ -41,7 +41,7 @@ func TestLeaseQueue(t *testing.T) {
 	s := queueTwo(t)
 	ctx := t.Context()
 	now := time.Now()
-	got, err := s.LeaseQueue(ctx, "w1", now, 1, time.Minute)
+	got, err := s.LeaseQueue(ctx, store.LeaseRequest{Owner: "w1", Now: now, Max: 1, For: time.Minute})
 	if err != nil || len(got) != 1 {
 		t.Fatalf("LeaseQueue: %v %v", got, err)
 	}
@@ -50,17 +50,27 @@ func TestLeaseQueue(t *testing.T) {
 		t.Errorf("leased %+v", e)
 	}
 	// The leased entry is not handed out again while the lease lives.
-	got2, err := s.LeaseQueue(ctx, "w2", now, 10, time.Minute)
+	got2, err := s.LeaseQueue(ctx, store.LeaseRequest{Owner: "w2", Now: now, Max: 10, For: time.Minute})
 	if err != nil || len(got2) != 1 || got2[0].ID == e.ID {
 		t.Fatalf("second LeaseQueue: %v %v", got2, err)
 	}
 	// Entries not yet due are not leased either.
-	if got3, _ := s.LeaseQueue(ctx, "w3", now, 10, time.Minute); len(got3) != 0 {
+	if got3, _ := s.LeaseQueue(ctx, store.LeaseRequest{Owner: "w3", Now: now, Max: 10, For: time.Minute}); len(got3) != 0 {
 		t.Fatalf("third LeaseQueue leased %d", len(got3))
 	}
+	// Per-domain limits and skipped domains.
+	if err := s.RetryQueueEntry(ctx, e.ID, now); err != nil {
+		t.Fatal(err)
+	}
+	s.wdb.Exec(`UPDATE queue SET lease_until = 0`)
+	got5, err := s.LeaseQueue(ctx, store.LeaseRequest{Owner: "w4", Now: now, Max: 10, For: time.Minute, Skip: []string{"one.test"}})
+	if err != nil || len(got5) != 1 || got5[0].Domain != "two.test" {
+		t.Fatalf("LeaseQueue skipping one.test: %v %v", got5, err)
+	}
+	s.wdb.Exec(`UPDATE queue SET lease_until = 0`)
 	// An expired lease is taken over.
 	later := now.Add(2 * time.Minute)
-	got4, err := s.LeaseQueue(ctx, "w3", later, 10, time.Minute)
+	got4, err := s.LeaseQueue(ctx, store.LeaseRequest{Owner: "w3", Now: later, Max: 10, For: time.Minute})
 	if err != nil || len(got4) != 2 {
 		t.Fatalf("LeaseQueue after expiry: %v %v", got4, err)
 	}
@@ -75,7 +85,7 @@ func TestUpdateQueueEntry(t *testing.T) {
 	s := queueTwo(t)
 	ctx := t.Context()
 	now := time.Now()
-	got, err := s.LeaseQueue(ctx, "w", now, 10, time.Minute)
+	got, err := s.LeaseQueue(ctx, store.LeaseRequest{Owner: "w", Now: now, Max: 10, For: time.Minute})
 	if err != nil || len(got) != 2 {
 		t.Fatalf("LeaseQueue: %v %v", got, err)
 	}
@@ -121,7 +131,7 @@ func TestUpdateQueueEntry(t *testing.T) {
 	if err := s.RetryQueueEntry(ctx, one.ID, now); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.LeaseQueue(ctx, "w", now, 10, time.Minute); len(got) != 1 || got[0].ID != one.ID {
+	if got, _ := s.LeaseQueue(ctx, store.LeaseRequest{Owner: "w", Now: now, Max: 10, For: time.Minute}); len(got) != 1 || got[0].ID != one.ID {
 		t.Fatalf("retried entry not leased: %v", got)
 	}
 	if err := s.RemoveQueueEntry(ctx, one.ID); err != nil {

@@ -117,16 +117,16 @@ func (s *Store) GetMailbox(ctx context.Context, accountID int64, name string) (s
 }
 
 // MailboxStatus implements store.Store. One statement, so the counts and
-// the mailbox's UIDNEXT/HIGHESTMODSEQ come from the same snapshot.
+// the mailbox's UIDNEXT/HIGHESTMODSEQ come from the same snapshot, and one
+// pass over the mailbox's messages for all four counts.
 func (s *Store) MailboxStatus(ctx context.Context, mailboxID int64) (store.MailboxStatus, error) {
 	var st store.MailboxStatus
 	var err error
-	st.Mailbox, err = scanMailbox(s.rdb.QueryRowContext(ctx, `SELECT `+mailboxCols+`,
-			(SELECT count(*) FROM messages WHERE mailbox_id = b.id),
-			(SELECT count(*) FROM messages WHERE mailbox_id = b.id AND flags & ? = 0),
-			(SELECT count(*) FROM messages WHERE mailbox_id = b.id AND flags & ? != 0),
-			(SELECT coalesce(sum(size), 0) FROM messages WHERE mailbox_id = b.id)
-		FROM mailboxes b WHERE id = ?`, bitSeen, bitDeleted, mailboxID),
+	st.Mailbox, err = scanMailbox(s.rdb.QueryRowContext(ctx, `SELECT `+mailboxCols+`, c.n, c.unseen, c.deleted, c.size
+		FROM mailboxes b, (SELECT count(*) AS n, coalesce(sum(flags & ? = 0), 0) AS unseen,
+			coalesce(sum(flags & ? != 0), 0) AS deleted, coalesce(sum(size), 0) AS size
+			FROM messages WHERE mailbox_id = ?) c
+		WHERE b.id = ?`, bitSeen, bitDeleted, mailboxID, mailboxID),
 		&st.Messages, &st.Unseen, &st.Deleted, &st.Size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, fmt.Errorf("mailbox %d: %w", mailboxID, store.ErrNoSuchMailbox)

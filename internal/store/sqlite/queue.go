@@ -95,4 +95,3 @@ func (s *Store) AddEvent(ctx context.Context, e store.Event) error {
 		return nil
 	})
 }
-

@@ -164,7 +164,7 @@ func Open(dir string, log *slog.Logger) (*Store, error) {
 // messages (TestWALBytesPerMessage), WAL bytes per delivery fell from
 // 37 KB to 14 KB unbatched and from 12.8 KB to 7.5 KB batched; the disk's
 // write bandwidth is what bounds group commit.
-const pageSize = 1024
+const pageSize = 2048
 
 // createDatabase sets the page size of a database that does not exist
 // yet; it can only be chosen before the first write, and the DSN's
