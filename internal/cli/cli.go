@@ -35,6 +35,7 @@ func commands() []command {
 		{"user", "add|list|passwd|quota|remove ...", "manage accounts", cmdUser},
 		{"alias", "add|list|remove ...", "manage aliases (one address to many)", cmdAlias},
 		{"mailbox", "list ADDRESS", "list an account's mailboxes with their counts", cmdMailbox},
+		{"queue", "list|show|retry|remove|flush ...", "inspect and steer the outbound queue", cmdQueue},
 		{"config", "check [--config FILE]", "check a configuration file and print every problem", cmdConfig},
 		{"check", "[--config FILE]", "verify the store's consistency", cmdCheck},
 		{"version", "", "print the version", func(e *env, _ []string) error { fmt.Fprintln(e.stdout, "tern", Version); return nil }},

@@ -150,12 +150,12 @@ func (c *conn) cmdCreate(tag string, p *parser) error {
 	return c.ok(tag, "", "CREATE completed")
 }
 
+// specialUse maps a CREATE-SPECIAL-USE attribute name (after the backslash) to
+// the store's spelling; "" for unsupported ones (\All and \Flagged are
+// virtual mailboxes, which Tern does not have).
 func specialUse(a string) string {
-	for _, u := range []string{store.SpecialSent, store.SpecialDrafts, store.SpecialTrash, store.SpecialJunk, store.SpecialArchive, `\All`, `\Flagged`} {
+	for _, u := range []string{store.SpecialSent, store.SpecialDrafts, store.SpecialTrash, store.SpecialJunk, store.SpecialArchive} {
 		if strings.EqualFold(`\`+a, u) {
-			if u == `\All` || u == `\Flagged` {
-				return "" // virtual mailboxes are not supported
-			}
 			return u
 		}
 	}

@@ -359,6 +359,8 @@ func (c *conn) applyChanges(ch store.Changes) {
 // number down so every number is valid when sent.
 func (c *conn) announceExpunged(uids []uint32) {
 	sel := c.sel
+	uids = slices.Clone(uids)
+	slices.Sort(uids)
 	var idx []int
 	var vanished []uint32
 	for _, u := range uids {

@@ -19,16 +19,15 @@
 // SASL-IR (PLAIN, LOGIN), ID, ENABLE, IDLE, NAMESPACE, UIDPLUS, MOVE,
 // UNSELECT, CHILDREN, SPECIAL-USE, CREATE-SPECIAL-USE, LIST-EXTENDED,
 // LIST-STATUS, ESEARCH, SEARCHRES, STATUS=SIZE, UTF8=ACCEPT, CONDSTORE,
-// QRESYNC, BINARY, QUOTA, SORT, THREAD=ORDEREDSUBJECT, THREAD=REFERENCES,
-// APPENDLIMIT. Not offered: MULTIAPPEND (needs an atomic multi-message
-// store call) and COMPRESS=DEFLATE (compress/flate returns data only at
-// the end of a block, so zlib's Z_PARTIAL_FLUSH, used by mbsync, stalls).
+// QRESYNC, BINARY, QUOTA, COMPRESS=DEFLATE, SORT, THREAD=ORDEREDSUBJECT,
+// THREAD=REFERENCES, APPENDLIMIT. Not offered: MULTIAPPEND (it must be
+// atomic, which needs a multi-message store call).
 //
 // One file per command group: parser.go (the bounded command parser),
 // conn.go (session loop, dispatch, replies), auth.go, mailbox.go,
 // select.go (selected state and change reporting), fetch*.go,
 // bodystructure.go, store.go, search*.go, sort.go, thread.go, copymove.go,
-// expunge.go, append.go, idle.go, quota.go.
+// expunge.go, append.go, idle.go, quota.go, compress.go with inflate.go.
 package imapd
 
 import (
@@ -98,8 +97,8 @@ const (
 	maxMailboxDepth = 16
 )
 
-// loginFunc and appendFunc are the two calls into auth and deliver, held as
-// functions so tests can substitute them (export_test.go).
+// loginFunc and appendFunc are the two calls into auth and deliver; nil
+// (no Deps.Auth or Deps.Deliver) makes LOGIN or APPEND answer UNAVAILABLE.
 type (
 	loginFunc  func(ctx context.Context, remote netip.Addr, user, pass string) (store.Account, error)
 	appendFunc func(ctx context.Context, accountID int64, mailbox string, flags []string, date time.Time, body io.Reader) (store.Delivered, error)

@@ -121,8 +121,9 @@ func (r *Relay) try(ctx context.Context, e store.QueueEntry, log *slog.Logger, e
 			}
 			*evs = append(*evs, store.Event{Kind: "attempt", Detail: fmt.Sprintf("to %s [%s]", h.Name, a)})
 			log.Info("attempt", "host", h.Name, "addr", a.String())
-			replies, err := r.sendTo(ctx, h.Name, a, env, body)
+			replies, sec, err := r.sendTo(ctx, h.Name, a, env, body)
 			if err == nil {
+				*evs = append(*evs, store.Event{Kind: "session", Detail: h.Name + ": " + sec})
 				out := make([]outcome, len(e.Recipients))
 				for i, rc := range e.Recipients {
 					rep := replies[i].oneLine()
@@ -167,49 +168,61 @@ var errTLS = errors.New("TLS failed")
 // sendTo delivers over one connection to one address: with STARTTLS when
 // offered; when the TLS handshake fails, once more in plaintext, since
 // opportunistic TLS must not make mail undeliverable (RFC 7435 §3).
-func (r *Relay) sendTo(ctx context.Context, host string, addr netip.Addr, env envelope, body store.BlobReader) ([]Reply, error) {
-	replies, err := r.sendOnce(ctx, host, addr, env, body, true)
+// It also says how the session was protected, for the journey.
+func (r *Relay) sendTo(ctx context.Context, host string, addr netip.Addr, env envelope, body store.BlobReader) ([]Reply, string, error) {
+	replies, sec, err := r.sendOnce(ctx, host, addr, env, body, true)
 	if errors.Is(err, errTLS) {
 		r.log.Warn("STARTTLS failed, retrying without TLS", "host", host, "err", err)
-		replies, err = r.sendOnce(ctx, host, addr, env, body, false)
+		replies, sec, err = r.sendOnce(ctx, host, addr, env, body, false)
+		sec += " (STARTTLS failed)"
 	}
-	return replies, err
+	return replies, sec, err
 }
 
-func (r *Relay) sendOnce(ctx context.Context, host string, addr netip.Addr, env envelope, body store.BlobReader, useTLS bool) ([]Reply, error) {
+func (r *Relay) sendOnce(ctx context.Context, host string, addr netip.Addr, env envelope, body store.BlobReader, useTLS bool) ([]Reply, string, error) {
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.ConnectTimeout)
 	conn, err := r.deps.Dial(dctx, "tcp", net.JoinHostPort(addr.String(), Port))
 	cancel()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	c, err := newClient(ctx, conn, host, r.cfg.Hostname, timeouts{command: r.cfg.CommandTimeout, data: r.cfg.DataTimeout})
 	if err != nil {
 		conn.Close()
-		return nil, err
+		return nil, "", err
 	}
 	defer c.quit()
+	sec := "plaintext"
 	if useTLS && c.has("STARTTLS") {
 		cfg := r.cfg.TLS.Clone()
 		if cfg.ServerName == "" {
 			cfg.ServerName = host
 		}
 		if err := c.startTLS(ctx, cfg); err != nil {
-			return nil, fmt.Errorf("%w: %v", errTLS, err)
+			return nil, "", fmt.Errorf("%w: %v", errTLS, err)
 		}
+		sec = c.tlsVersion
 	}
+	if err := r.checkLimits(host, c, env); err != nil {
+		return nil, "", err
+	}
+	replies, err := c.send(ctx, env, io.NewSectionReader(body, 0, body.Size()))
+	return replies, sec, err
+}
+
+func (r *Relay) checkLimits(host string, c *client, env envelope) error {
 	if max, ok := c.ext["SIZE"]; ok && max != "" && max != "0" {
 		var n int64
 		if _, err := fmt.Sscan(max, &n); err == nil && n > 0 && env.size > n {
 			// RFC 1870 §6.1; RFC 3463 5.3.4: message too big for system.
-			return nil, &permError{"5.3.4", fmt.Sprintf("message of %d bytes exceeds the %d bytes %s accepts", env.size, n, host)}
+			return &permError{"5.3.4", fmt.Sprintf("message of %d bytes exceeds the %d bytes %s accepts", env.size, n, host)}
 		}
 	}
 	if env.utf8 && !c.has("SMTPUTF8") {
 		// RFC 6531 §3.5; RFC 6533 5.6.7: non-ASCII addresses unsupported.
-		return nil, &permError{"5.6.7", host + " does not support SMTPUTF8, which this message needs"}
+		return &permError{"5.6.7", host + " does not support SMTPUTF8, which this message needs"}
 	}
-	return c.send(ctx, env, io.NewSectionReader(body, 0, body.Size()))
+	return nil
 }
 
 // needsUTF8 reports whether the message needs SMTPUTF8: a non-ASCII

@@ -67,15 +67,15 @@ type timeouts struct {
 
 // client is one SMTP connection.
 type client struct {
-	conn  net.Conn
-	lim   *limitedConn
-	r     *textproto.Reader
-	w     *bufio.Writer
-	ext   map[string]string
-	tls   bool
-	to    timeouts
-	peer  string // host name, for messages
-	local string // our EHLO name
+	conn       net.Conn
+	lim        *limitedConn
+	r          *textproto.Reader
+	w          *bufio.Writer
+	ext        map[string]string
+	tlsVersion string // "TLS 1.3" once STARTTLS succeeded
+	to         timeouts
+	peer       string // host name, for messages
+	local      string // our EHLO name
 }
 
 // limitedConn counts bytes read since the last write: a reply may not
@@ -175,7 +175,7 @@ func (c *client) startTLS(ctx context.Context, cfg *tls.Config) error {
 		return fmt.Errorf("TLS handshake: %w", err)
 	}
 	c.setConn(tc)
-	c.tls = true
+	c.tlsVersion = tls.VersionName(tc.ConnectionState().Version)
 	return c.hello()
 }
 

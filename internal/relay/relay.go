@@ -220,14 +220,14 @@ func (r *Relay) loop(ctx context.Context) {
 }
 
 // dispatch leases what the free slots allow and starts one attempt per
-// entry. A domain with attempts running is skipped, and at most PerDomain
-// entries of one domain are leased, so no domain exceeds its limit.
+// entry; the store counts the attempts running per domain against
+// PerDomain, so no domain exceeds its limit.
 func (r *Relay) dispatch(ctx context.Context) {
 	r.mu.Lock()
 	free := r.cfg.MaxConcurrent - r.running
-	var skip []string
-	for d := range r.inflight {
-		skip = append(skip, d)
+	busy := make(map[string]int, len(r.inflight))
+	for d, n := range r.inflight {
+		busy[d] = n
 	}
 	r.mu.Unlock()
 	if free <= 0 || ctx.Err() != nil {
@@ -236,7 +236,7 @@ func (r *Relay) dispatch(ctx context.Context) {
 	leaseFor := r.attemptLimit() + time.Minute
 	entries, err := r.deps.Store.LeaseQueue(ctx, store.LeaseRequest{
 		Owner: r.owner, Now: r.deps.Now(), For: leaseFor,
-		Max: free, PerDomain: r.cfg.PerDomain, Skip: skip,
+		Max: free, PerDomain: r.cfg.PerDomain, Busy: busy,
 	})
 	if err != nil {
 		if ctx.Err() == nil {

@@ -231,7 +231,9 @@ type LeaseRequest struct {
 	For       time.Duration // lease length; longer than any one attempt
 	Max       int           // at most this many entries
 	PerDomain int           // at most this many per domain; 0 means no limit
-	Skip      []string      // destination domains not to lease (busy here)
+	// Busy counts the attempts the caller already runs per destination
+	// domain; they count against PerDomain.
+	Busy map[string]int
 }
 
 // QueueUpdate is the outcome of one delivery attempt on a leased queue
@@ -364,7 +366,7 @@ type Store interface {
 	// LeaseQueue claims up to req.Max entries whose next attempt is due at
 	// req.Now and that hold no live lease (lease_until > now), leasing them
 	// to req.Owner until Now+For, soonest first, at most req.PerDomain per
-	// destination domain and none of req.Skip. A worker that dies loses
+	// destination domain counting req.Busy. A worker that dies loses
 	// its leases when they expire. SQLite has one writer, so a plain
 	// UPDATE claims atomically; PostgreSQL selects the rows with
 	// FOR UPDATE SKIP LOCKED so nodes never wait for each other.
@@ -381,6 +383,9 @@ type Store interface {
 	RemoveQueueEntry(ctx context.Context, id int64) error
 	// RetryQueueEntry makes an entry due at now; ErrNotFound if absent.
 	RetryQueueEntry(ctx context.Context, id int64, now time.Time) error
+	// QueueEvents returns the journey of a queue entry, oldest first,
+	// also after the entry is gone (delivered, bounced or removed).
+	QueueEvents(ctx context.Context, id int64) ([]Event, error)
 
 	// CollectGarbage removes blobs nothing references and spool files
 	// older than minAge; it returns how many it removed.

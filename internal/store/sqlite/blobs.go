@@ -33,21 +33,19 @@ func (s *Store) Spool(ctx context.Context, r io.Reader, maxSize int64) (*store.B
 	// is too big.
 	lr := &ctxReader{ctx: ctx, r: io.LimitReader(r, limit+1)}
 	h := sha256.New()
-	head := make([]byte, min(s.inlineAt, limit)+1)
-	n, err := io.ReadFull(lr, head)
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		if int64(n) > limit {
-			return nil, fmt.Errorf("spool: %w", store.ErrTooBig)
-		}
-		head = head[:n]
-		h.Write(head)
-		return &store.Blob{ID: hex.EncodeToString(h.Sum(nil)), Size: int64(n), Data: head}, nil
-	case err != nil:
+	// Read up to one byte past what may stay in memory; ReadAll grows the
+	// buffer as data comes, so a small message does not pay for a
+	// buffer of the inline limit.
+	small := min(s.inlineAt, limit)
+	head, err := io.ReadAll(io.LimitReader(lr, small+1))
+	if err != nil {
 		return nil, fmt.Errorf("spool: read: %w", err)
 	}
-	// The body is bigger than the inline limit (or than maxSize).
-	if int64(n) > limit {
+	if int64(len(head)) <= small {
+		h.Write(head)
+		return &store.Blob{ID: hex.EncodeToString(h.Sum(nil)), Size: int64(len(head)), Data: head}, nil
+	}
+	if small == limit {
 		return nil, fmt.Errorf("spool: %w", store.ErrTooBig)
 	}
 	return s.spoolFile(head, lr, h, limit)

@@ -28,22 +28,23 @@ func (s *Store) LeaseQueue(ctx context.Context, req store.LeaseRequest) ([]store
 	if perDomain <= 0 {
 		perDomain = req.Max
 	}
-	skip := "''"
-	args := []any{req.Owner, unixNano(req.Now.Add(req.For)), unixNano(req.Now), unixNano(req.Now)}
-	if len(req.Skip) > 0 {
-		skip = strings.TrimSuffix(strings.Repeat("?,", len(req.Skip)), ",")
-		for _, d := range req.Skip {
-			args = append(args, d)
-		}
+	// busy(domain, n) always has a row, so the statement is the same
+	// shape whether or not anything is busy.
+	busy := "(NULL, 0)" + strings.Repeat(", (?, ?)", len(req.Busy))
+	var args []any
+	for d, n := range req.Busy {
+		args = append(args, d, n)
 	}
-	args = append(args, perDomain, req.Max)
+	args = append(args, req.Owner, unixNano(req.Now.Add(req.For)), unixNano(req.Now), unixNano(req.Now), perDomain, req.Max)
 	var out []store.QueueEntry
 	err := s.write(ctx, func(w *wtx) error {
 		out = nil
-		rows, err := w.query(`UPDATE queue SET lease_owner = ?, lease_until = ?
+		rows, err := w.query(`WITH busy(domain, n) AS (VALUES `+busy+`)
+			UPDATE queue SET lease_owner = ?, lease_until = ?
 			WHERE id IN (SELECT id FROM (
-				SELECT id, next_attempt, row_number() OVER (PARTITION BY domain ORDER BY next_attempt, id) AS n
-				FROM queue WHERE next_attempt <= ? AND lease_until <= ? AND domain NOT IN (`+skip+`))
+				SELECT q.id, q.next_attempt, coalesce(b.n, 0) + row_number() OVER (PARTITION BY q.domain ORDER BY q.next_attempt, q.id) AS n
+				FROM queue q LEFT JOIN busy b ON b.domain = q.domain
+				WHERE q.next_attempt <= ? AND q.lease_until <= ?)
 				WHERE n <= ? ORDER BY next_attempt, id LIMIT ?)
 			RETURNING id`, args...)
 		if err != nil {
@@ -145,6 +146,26 @@ func (s *Store) RetryQueueEntry(ctx context.Context, id int64, now time.Time) er
 		return fmt.Errorf("retry queue entry %d: %w", id, err)
 	}
 	return nil
+}
+
+// QueueEvents implements store.Store.
+func (s *Store) QueueEvents(ctx context.Context, id int64) ([]store.Event, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT id, queue_id, time, kind, detail FROM events WHERE queue_id = ? ORDER BY id`, id)
+	if err != nil {
+		return nil, fmt.Errorf("queue events: %w", err)
+	}
+	defer rows.Close()
+	var evs []store.Event
+	for rows.Next() {
+		var ev store.Event
+		var t int64
+		if err := rows.Scan(&ev.ID, &ev.QueueID, &t, &ev.Kind, &ev.Detail); err != nil {
+			return nil, fmt.Errorf("queue events: %w", err)
+		}
+		ev.Time = fromNano(t)
+		evs = append(evs, ev)
+	}
+	return evs, rows.Err()
 }
 
 // removeQueueEntry deletes the entry and drops its body reference.

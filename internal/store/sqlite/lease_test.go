@@ -63,9 +63,14 @@ func TestLeaseQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.wdb.Exec(`UPDATE queue SET lease_until = 0`)
-	got5, err := s.LeaseQueue(ctx, store.LeaseRequest{Owner: "w4", Now: now, Max: 10, For: time.Minute, Skip: []string{"one.test"}})
+	got5, err := s.LeaseQueue(ctx, store.LeaseRequest{Owner: "w4", Now: now, Max: 10, For: time.Minute, PerDomain: 2, Busy: map[string]int{"one.test": 2}})
 	if err != nil || len(got5) != 1 || got5[0].Domain != "two.test" {
 		t.Fatalf("LeaseQueue skipping one.test: %v %v", got5, err)
+	}
+	s.wdb.Exec(`UPDATE queue SET lease_until = 0`)
+	got6, err := s.LeaseQueue(ctx, store.LeaseRequest{Owner: "w4", Now: now, Max: 10, For: time.Minute, PerDomain: 1})
+	if err != nil || len(got6) != 2 || got6[0].Domain == got6[1].Domain {
+		t.Fatalf("LeaseQueue one per domain: %v %v", got6, err)
 	}
 	s.wdb.Exec(`UPDATE queue SET lease_until = 0`)
 	// An expired lease is taken over.
@@ -117,6 +122,9 @@ func TestUpdateQueueEntry(t *testing.T) {
 	}
 	if _, evs, err := s.GetQueueEntry(ctx, two.ID); !errors.Is(err, store.ErrNotFound) || evs != nil {
 		t.Errorf("delivered entry still there: %v", err)
+	}
+	if evs, err := s.QueueEvents(ctx, two.ID); err != nil || len(evs) != 2 || evs[1].Kind != "delivered" {
+		t.Errorf("journey of the delivered entry: %+v %v", evs, err)
 	}
 	checkStore(t, s)
 	if _, err := s.CollectGarbage(ctx, 0); err != nil {

@@ -234,8 +234,10 @@ func (w *wtx) renameInbox(inbox store.Mailbox, to string) error {
 
 // renameTree renames the mailbox and every mailbox below it.
 func (w *wtx) renameTree(accountID int64, from, to string) error {
-	rows, err := w.query(`SELECT id, name FROM mailboxes WHERE account_id = ? AND (name = ? OR substr(name, 1, ?) = ?)`,
-		accountID, from, len(from)+1, from+"/")
+	// Children are the names in [from+"/", from+"0"): '0' follows '/' and
+	// names compare bytewise, which also holds for multi-byte UTF-8.
+	rows, err := w.query(`SELECT id, name FROM mailboxes WHERE account_id = ? AND (name = ? OR (name >= ? AND name < ?))`,
+		accountID, from, from+"/", from+"0")
 	if err != nil {
 		return fmt.Errorf("rename mailbox: %w", err)
 	}

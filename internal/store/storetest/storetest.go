@@ -359,6 +359,17 @@ func testRenameMailbox(t *testing.T, st store.Store) {
 	_, err := st.CreateMailbox(c, a.ID, "Job2/2025", "")
 	must(t, err, "CreateMailbox")
 	wantErr(t, st.RenameMailbox(c, a.ID, "Job", "Job2"), store.ErrExists, "rename with child collision")
+	wantErr(t, st.RenameMailbox(c, a.ID, "Job", "Job/Sub"), store.ErrInvalid, "rename into itself")
+
+	// Non-ASCII names rename with their children.
+	for _, n := range []string{"Café", "Café/Menü", "Café/Menü/日本", "Cafés"} {
+		_, err := st.CreateMailbox(c, a.ID, n, "")
+		must(t, err, "CreateMailbox "+n)
+	}
+	must(t, st.RenameMailbox(c, a.ID, "Café", "Bistro"), "RenameMailbox non-ASCII")
+	for _, n := range []string{"Bistro", "Bistro/Menü", "Bistro/Menü/日本", "Cafés"} {
+		mailbox(t, st, a.ID, n)
+	}
 }
 
 func testRenameInbox(t *testing.T, st store.Store) {
