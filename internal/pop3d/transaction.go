@@ -11,10 +11,6 @@ import (
 	"github.com/ternmail/tern/internal/store"
 )
 
-// snapshotBatch is how many messages' metadata is fetched at once when a
-// maildrop is opened, bounding the transient memory of a large INBOX.
-const snapshotBatch = 256
-
 // maildrop is the state of the TRANSACTION state: the locked INBOX as it
 // was at login.
 type maildrop struct {
@@ -77,22 +73,9 @@ func (ss *session) openMaildrop(accountID int64) (*maildrop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list INBOX: %w", err)
 	}
-	uids := make([]uint32, len(metas))
+	msgs := make([]message, len(metas))
 	for i, m := range metas {
-		uids[i] = m.UID
-	}
-	metas = nil
-	slices.Sort(uids)
-	msgs := make([]message, 0, len(uids))
-	for batch := range slices.Chunk(uids, snapshotBatch) {
-		got, err := ss.s.st.GetMessages(ss.ctx, mb.ID, batch)
-		if err != nil {
-			return nil, fmt.Errorf("get INBOX messages: %w", err)
-		}
-		// Messages expunged since ListMessages are simply missing.
-		for _, m := range got {
-			msgs = append(msgs, message{uid: m.UID, size: m.Size})
-		}
+		msgs[i] = message{uid: m.UID, size: m.Size}
 	}
 	slices.SortFunc(msgs, func(a, b message) int { return cmp.Compare(a.uid, b.uid) })
 	return &maildrop{

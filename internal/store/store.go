@@ -133,6 +133,9 @@ type MessageMeta struct {
 	UID    uint32
 	ModSeq uint64
 	Flags  []string // system flags first, then keywords, sorted
+	// Size in octets; set by ListMessages and ChangesSince (POP3 lists
+	// sizes without loading each message).
+	Size int64
 }
 
 // Message is a message in a mailbox with what was parsed of it at delivery.
@@ -383,6 +386,11 @@ type Store interface {
 	RemoveQueueEntry(ctx context.Context, id int64) error
 	// RetryQueueEntry makes an entry due at now; ErrNotFound if absent.
 	RetryQueueEntry(ctx context.Context, id int64, now time.Time) error
+	// ReleaseLeases frees the leases held by owner and returns how many:
+	// a relay starting under its stable node name takes back at once what
+	// its killed predecessor held, instead of waiting for the leases to
+	// expire.
+	ReleaseLeases(ctx context.Context, owner string) (int, error)
 	// QueueEvents returns the journey of a queue entry, oldest first,
 	// also after the entry is gone (delivered, bounced or removed).
 	QueueEvents(ctx context.Context, id int64) ([]Event, error)

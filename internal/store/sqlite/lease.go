@@ -148,6 +148,23 @@ func (s *Store) RetryQueueEntry(ctx context.Context, id int64, now time.Time) er
 	return nil
 }
 
+// ReleaseLeases implements store.Store.
+func (s *Store) ReleaseLeases(ctx context.Context, owner string) (int, error) {
+	var n int64
+	err := s.write(ctx, func(w *wtx) error {
+		res, err := w.exec(`UPDATE queue SET lease_owner = '', lease_until = 0 WHERE lease_owner = ?`, owner)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("release leases: %w", err)
+	}
+	return int(n), nil
+}
+
 // QueueEvents implements store.Store.
 func (s *Store) QueueEvents(ctx context.Context, id int64) ([]store.Event, error) {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT id, queue_id, time, kind, detail FROM events WHERE queue_id = ? ORDER BY id`, id)

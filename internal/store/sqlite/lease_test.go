@@ -79,6 +79,13 @@ func TestLeaseQueue(t *testing.T) {
 	if err != nil || len(got4) != 2 {
 		t.Fatalf("LeaseQueue after expiry: %v %v", got4, err)
 	}
+	// A restarted w3 takes its leases back at once.
+	if n, err := s.ReleaseLeases(ctx, "w3"); err != nil || n != 2 {
+		t.Fatalf("ReleaseLeases: %d %v", n, err)
+	}
+	if got, _ := s.LeaseQueue(ctx, store.LeaseRequest{Owner: "w3", Now: later, Max: 10, For: time.Minute}); len(got) != 2 {
+		t.Fatalf("released entries not leased again: %v", got)
+	}
 	// The old holder lost it.
 	err = s.UpdateQueueEntry(ctx, store.QueueUpdate{ID: e.ID, Owner: "w1"})
 	if !errors.Is(err, store.ErrNotFound) {

@@ -3,10 +3,12 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/ternmail/tern/internal/msginfo"
@@ -41,37 +43,69 @@ func (s *Store) mailboxExists(ctx context.Context, q interface {
 	return err
 }
 
-// ListMessages implements store.Store.
+// ListMessages implements store.Store. It reads through the driver's
+// own rows, without database/sql's per-row locking and per-column
+// conversions: a 10,000-message mailbox is listed at every SELECT.
 func (s *Store) ListMessages(ctx context.Context, mailboxID int64) ([]store.MessageMeta, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT uid, modseq, flags, keywords FROM messages WHERE mailbox_id = ? ORDER BY uid`, mailboxID)
+	conn, err := s.rdb.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list messages: %w", err)
 	}
-	defer rows.Close()
-	out, err := scanMetas(rows)
+	defer conn.Close()
+	var out []store.MessageMeta
+	err = conn.Raw(func(dc any) error {
+		q, ok := dc.(driver.QueryerContext)
+		if !ok {
+			return fmt.Errorf("driver connection %T cannot query", dc)
+		}
+		rows, err := q.QueryContext(ctx, `SELECT uid, modseq, flags, keywords, size FROM messages WHERE mailbox_id = ? ORDER BY uid`,
+			[]driver.NamedValue{{Ordinal: 1, Value: mailboxID}})
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		dest := make([]driver.Value, 5)
+		for {
+			if err := rows.Next(dest); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			uid, _ := dest[0].(int64)
+			modseq, _ := dest[1].(int64)
+			bits, _ := dest[2].(int64)
+			size, _ := dest[4].(int64)
+			m := store.MessageMeta{UID: uint32(uid), ModSeq: uint64(modseq), Size: size}
+			kw, _ := dest[3].(string)
+			if bits != 0 || kw != "" {
+				m.Flags = loadFlags(bits, kw).list()
+			}
+			out = append(out, m)
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list messages: %w", err)
 	}
 	if len(out) == 0 {
-		if err := s.mailboxExists(ctx, s.rdb, mailboxID); err != nil {
+		if err := s.mailboxExists(ctx, conn, mailboxID); err != nil {
 			return nil, fmt.Errorf("list messages: %w", err)
 		}
 	}
 	return out, nil
 }
 
-// scanMetas reads (uid, modseq, flags, keywords) rows. It scans into
+// scanMetas reads (uid, modseq, flags, keywords, size) rows. It scans into
 // int64s: database/sql converts to uint32/uint64 through strconv, which
 // was most of the cost of listing a big mailbox.
 func scanMetas(rows *sql.Rows) ([]store.MessageMeta, error) {
 	var out []store.MessageMeta
-	var uid, modseq, bits int64
+	var uid, modseq, bits, size int64
 	var kw sql.RawBytes
 	for rows.Next() {
-		if err := rows.Scan(&uid, &modseq, &bits, &kw); err != nil {
+		if err := rows.Scan(&uid, &modseq, &bits, &kw, &size); err != nil {
 			return nil, err
 		}
-		m := store.MessageMeta{UID: uint32(uid), ModSeq: uint64(modseq)}
+		m := store.MessageMeta{UID: uint32(uid), ModSeq: uint64(modseq), Size: size}
 		if bits != 0 || len(kw) != 0 {
 			m.Flags = loadFlags(bits, string(kw)).list()
 		}
@@ -132,7 +166,7 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq uint64
 	if err != nil {
 		return c, fmt.Errorf("changes: %w", err)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT uid, modseq, flags, keywords FROM messages
+	rows, err := tx.QueryContext(ctx, `SELECT uid, modseq, flags, keywords, size FROM messages
 		WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, mailboxID, modseq)
 	if err != nil {
 		return c, fmt.Errorf("changes: %w", err)
@@ -184,6 +218,13 @@ func (s *Store) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, 
 		if err != nil {
 			return err
 		}
+		// One statement for the whole loop: a STORE can touch every
+		// message of a big mailbox.
+		upd, err := w.tx.Prepare(`UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`)
+		if err != nil {
+			return err
+		}
+		defer upd.Close()
 		highest := mb.HighestModSeq
 		for _, m := range metas {
 			if unchangedSince > 0 && m.modseq > unchangedSince {
@@ -197,8 +238,7 @@ func (s *Store) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, 
 			if !next.equal(cur) {
 				highest++
 				modseq = highest
-				if _, err := w.exec(`UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`,
-					next.bits, kw, modseq, mailboxID, m.uid); err != nil {
+				if _, err := upd.Exec(next.bits, kw, modseq, mailboxID, m.uid); err != nil {
 					return err
 				}
 			}

@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,6 +89,11 @@ var sqliteMagic = []byte("SQLite format 3\x00")
 func Open(dir string, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	// The database is opened by URI ("file:...?_pragma=..."), where these
+	// would end the path.
+	if strings.ContainsAny(dir, "?#") {
+		return nil, fmt.Errorf("open store: data directory %q: '?' and '#' are not supported in its path", dir)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: create data directory: %w", err)
@@ -231,6 +237,8 @@ func dsn(path string, readOnly bool) string {
 		// Checkpoints run on their own connection (checkpointer), not
 		// inside a delivery batch's commit.
 		q.Add("_pragma", "wal_autocheckpoint(0)")
+		// A burst can grow the WAL; once checkpointed, cut it back.
+		q.Add("_pragma", "journal_size_limit(67108864)")
 	}
 	return "file:" + path + "?" + q.Encode()
 }

@@ -2,10 +2,13 @@ package sqlite
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/ternmail/tern/internal/store"
 	"github.com/ternmail/tern/internal/store/storetest"
@@ -148,5 +151,108 @@ func TestReopen(t *testing.T) {
 	}
 	if p, err := s.Check(ctx); err != nil || len(p) != 0 {
 		t.Errorf("Check after reopen: %v %v", p, err)
+	}
+}
+
+func setupAccount(t *testing.T, s *Store) int64 {
+	t.Helper()
+	ctx := t.Context()
+	if err := s.AddDomain(ctx, "example.com"); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.AddAccount(ctx, store.Account{Address: "u@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.ID
+}
+
+// TestTwoProcesses opens the data directory twice, as "tern serve" and an
+// admin command do, and writes through both at once: busy_timeout and
+// immediate transactions must serialise them without errors.
+func TestTwoProcesses(t *testing.T) {
+	dir := t.TempDir()
+	s1 := openTest(t, dir)
+	defer s1.Close()
+	s2 := openTest(t, dir)
+	defer s2.Close()
+	account := setupAccount(t, s1)
+	var wg sync.WaitGroup
+	for i, s := range []*Store{s1, s2} {
+		wg.Go(func() {
+			if err := deliverMany(t.Context(), s, account, 8, 100, 1000+i); err != nil {
+				t.Errorf("store %d: %v", i, err)
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 20 {
+			if err := s2.AddDomain(t.Context(), fmt.Sprintf("d%d.example", i)); err != nil {
+				t.Errorf("AddDomain: %v", err)
+			}
+		}
+	})
+	wg.Wait()
+	mb, err := s2.GetMailbox(t.Context(), account, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := s1.ListMessages(t.Context(), mb.ID)
+	if err != nil || len(ms) != 200 {
+		t.Errorf("ListMessages: %d messages, %v", len(ms), err)
+	}
+	if p, err := s1.Check(t.Context()); err != nil || len(p) != 0 {
+		t.Errorf("Check: %v %v", p, err)
+	}
+}
+
+// TestGarbageFiles covers the file side of CollectGarbage: spool leftovers
+// and unreferenced blob files go once older than minAge, a file for a
+// body delivered again after its collection is written anew.
+func TestGarbageFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	defer s.Close()
+	ctx := t.Context()
+	account := setupAccount(t, s)
+	body := strings.Repeat("large body line\r\n", 10000)
+	b, err := s.Spool(ctx, strings.NewReader(body), 1<<20)
+	if err != nil || b.Path == "" {
+		t.Fatalf("Spool of a large body: %+v, %v", b, err)
+	}
+	stray := filepath.Join(dir, "blobs", "tmp", "spool-stray")
+	if err := os.WriteFile(stray, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Young files stay.
+	if n, err := s.CollectGarbage(ctx, time.Hour); err != nil || n != 0 {
+		t.Fatalf("CollectGarbage(1h) = %d, %v", n, err)
+	}
+	if _, err := os.Stat(b.Path); err != nil {
+		t.Fatalf("young spooled file removed: %v", err)
+	}
+	// Never delivered: an orphan, like the stray spool file.
+	if n, err := s.CollectGarbage(ctx, 0); err != nil || n != 2 {
+		t.Fatalf("CollectGarbage(0) = %d, %v; want 2", n, err)
+	}
+	for _, p := range []string{b.Path, stray} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still there: %v", p, err)
+		}
+	}
+	// Delivering a blob whose file went fails cleanly...
+	if _, err := s.Deliver(ctx, &store.Delivery{Blob: b, Local: []store.Target{{AccountID: account, Mailbox: "INBOX"}}}); err == nil {
+		t.Error("Deliver of a collected blob file succeeded")
+	}
+	// ...and spooling it again brings it back.
+	b, err = s.Spool(ctx, strings.NewReader(body), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Deliver(ctx, &store.Delivery{Blob: b, Local: []store.Target{{AccountID: account, Mailbox: "INBOX"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.Check(ctx); err != nil || len(p) != 0 {
+		t.Errorf("Check: %v %v", p, err)
 	}
 }

@@ -1,0 +1,129 @@
+package storetest
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/ternmail/tern/internal/store"
+)
+
+func testDomains(t *testing.T, st store.Store) {
+	c := ctx(t)
+	must(t, st.AddDomain(c, "example.com"), "AddDomain")
+	wantErr(t, st.AddDomain(c, "example.com"), store.ErrExists, "AddDomain twice")
+	must(t, st.AddDomain(c, "example.net"), "AddDomain")
+	d, err := st.GetDomain(c, "example.com")
+	must(t, err, "GetDomain")
+	if d.Name != "example.com" || d.Created.IsZero() {
+		t.Errorf("GetDomain = %+v", d)
+	}
+	_, err = st.GetDomain(c, "nope.example")
+	wantErr(t, err, store.ErrNotFound, "GetDomain missing")
+	ds, err := st.ListDomains(c)
+	must(t, err, "ListDomains")
+	if len(ds) != 2 {
+		t.Errorf("ListDomains = %d domains, want 2", len(ds))
+	}
+	must(t, st.SetCatchAll(c, "example.com", "postmaster@example.com"), "SetCatchAll")
+	if d, _ := st.GetDomain(c, "example.com"); d.CatchAll != "postmaster@example.com" {
+		t.Errorf("CatchAll = %q", d.CatchAll)
+	}
+	wantErr(t, st.SetCatchAll(c, "nope.example", "x@y"), store.ErrNotFound, "SetCatchAll missing domain")
+
+	a := newAccount(t, st, "user@example.com")
+	deliver(t, st, a.ID, "INBOX", message(1))
+	must(t, st.AddAlias(c, store.Alias{Address: "al@example.net", Targets: []string{"user@example.com"}}), "AddAlias")
+	wantErr(t, st.RemoveDomain(c, "example.com", false), store.ErrInUse, "RemoveDomain with account")
+	wantErr(t, st.RemoveDomain(c, "example.net", false), store.ErrInUse, "RemoveDomain with alias")
+	must(t, st.RemoveDomain(c, "example.com", true), "RemoveDomain force")
+	_, err = st.GetAccount(c, "user@example.com")
+	wantErr(t, err, store.ErrNotFound, "account after forced domain removal")
+	must(t, st.RemoveDomain(c, "example.net", true), "RemoveDomain force alias domain")
+	_, err = st.GetAlias(c, "al@example.net")
+	wantErr(t, err, store.ErrNotFound, "alias after forced domain removal")
+	wantErr(t, st.RemoveDomain(c, "example.com", false), store.ErrNotFound, "RemoveDomain twice")
+	must(t, st.AddDomain(c, "empty.example"), "AddDomain")
+	must(t, st.RemoveDomain(c, "empty.example", false), "RemoveDomain empty")
+}
+
+func testAccounts(t *testing.T, st store.Store) {
+	c := ctx(t)
+	_, err := st.AddAccount(c, store.Account{Address: "x@nodomain.example"})
+	wantErr(t, err, store.ErrNotFound, "AddAccount without domain")
+	a := newAccount(t, st, "one@example.com")
+	b := newAccount(t, st, "two@example.com")
+	newAccount(t, st, "three@example.org")
+	if a.ID == 0 || a.ID == b.ID || a.Created.IsZero() {
+		t.Fatalf("AddAccount returned %+v, %+v", a, b)
+	}
+	_, err = st.AddAccount(c, store.Account{Address: "one@example.com"})
+	wantErr(t, err, store.ErrExists, "AddAccount twice")
+
+	got, err := st.GetAccount(c, "one@example.com")
+	must(t, err, "GetAccount")
+	if got.ID != a.ID || got.PasswordHash != "$argon2id$x" {
+		t.Errorf("GetAccount = %+v", got)
+	}
+	got, err = st.GetAccountByID(c, b.ID)
+	must(t, err, "GetAccountByID")
+	if got.Address != "two@example.com" {
+		t.Errorf("GetAccountByID = %+v", got)
+	}
+	_, err = st.GetAccount(c, "nobody@example.com")
+	wantErr(t, err, store.ErrNotFound, "GetAccount missing")
+	_, err = st.GetAccountByID(c, 1<<40)
+	wantErr(t, err, store.ErrNotFound, "GetAccountByID missing")
+
+	all, err := st.ListAccounts(c, "")
+	must(t, err, "ListAccounts")
+	com, err := st.ListAccounts(c, "example.com")
+	must(t, err, "ListAccounts domain")
+	if len(all) != 3 || len(com) != 2 {
+		t.Errorf("ListAccounts: %d all, %d in example.com", len(all), len(com))
+	}
+
+	must(t, st.SetPassword(c, a.ID, "$argon2id$new"), "SetPassword")
+	must(t, st.SetQuota(c, a.ID, 12345), "SetQuota")
+	must(t, st.SetAdmin(c, a.ID, true), "SetAdmin")
+	got, _ = st.GetAccountByID(c, a.ID)
+	if got.PasswordHash != "$argon2id$new" || got.QuotaBytes != 12345 || !got.Admin {
+		t.Errorf("after updates: %+v", got)
+	}
+	wantErr(t, st.SetPassword(c, 1<<40, "x"), store.ErrNotFound, "SetPassword missing")
+	wantErr(t, st.SetQuota(c, 1<<40, 1), store.ErrNotFound, "SetQuota missing")
+
+	deliver(t, st, a.ID, "INBOX", message(1))
+	must(t, st.RemoveAccount(c, a.ID), "RemoveAccount")
+	_, err = st.GetAccountByID(c, a.ID)
+	wantErr(t, err, store.ErrNotFound, "account after removal")
+	wantErr(t, st.RemoveAccount(c, a.ID), store.ErrNotFound, "RemoveAccount twice")
+	mbs, err := st.ListMailboxes(c, a.ID)
+	if err == nil && len(mbs) != 0 {
+		t.Errorf("removed account still has %d mailboxes", len(mbs))
+	}
+}
+
+func testAliases(t *testing.T, st store.Store) {
+	c := ctx(t)
+	newAccount(t, st, "user@example.com")
+	al := store.Alias{Address: "team@example.com", Targets: []string{"user@example.com", "far@remote.example"}, SendAs: true}
+	must(t, st.AddAlias(c, al), "AddAlias")
+	wantErr(t, st.AddAlias(c, al), store.ErrExists, "AddAlias twice")
+	wantErr(t, st.AddAlias(c, store.Alias{Address: "user@example.com", Targets: []string{"x@y.example"}}), store.ErrExists, "alias over account")
+	_, err := st.AddAccount(c, store.Account{Address: "team@example.com"})
+	wantErr(t, err, store.ErrExists, "account over alias")
+	got, err := st.GetAlias(c, "team@example.com")
+	must(t, err, "GetAlias")
+	if !slices.Equal(got.Targets, al.Targets) || !got.SendAs || got.Created.IsZero() {
+		t.Errorf("GetAlias = %+v", got)
+	}
+	list, err := st.ListAliases(c, "example.com")
+	must(t, err, "ListAliases")
+	if len(list) != 1 {
+		t.Errorf("ListAliases = %d", len(list))
+	}
+	must(t, st.RemoveAlias(c, "team@example.com"), "RemoveAlias")
+	wantErr(t, st.RemoveAlias(c, "team@example.com"), store.ErrNotFound, "RemoveAlias twice")
+	_, err = st.GetAlias(c, "team@example.com")
+	wantErr(t, err, store.ErrNotFound, "GetAlias removed")
+}
