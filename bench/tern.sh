@@ -50,6 +50,12 @@ tern_start() {
   wait_port "$TERN_SMTP" 30 && wait_port "$TERN_IMAP" 5 && wait_port "$TERN_POP3" 5
 }
 
+# tern_restart gives a fresh process on the same data (for the memory rows).
+tern_restart() {
+  tern_stop
+  tern_start
+}
+
 tern_stop() {
   [ -n "$TERN_PID" ] || return 0
   kill "$TERN_PID" 2>/dev/null

@@ -9,7 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,24 +24,26 @@ import (
 	"github.com/ternmail/tern/internal/daemon"
 	"github.com/ternmail/tern/internal/dnstest"
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/sqlite"
 	"github.com/ternmail/tern/internal/testenv"
 )
 
 // The relay story: two (or three) Terns, each the MX of its domain on
 // 127.0.0.x:25, find each other through a DNS server on loopback.
 
-// relayDNS serves the MX records of a.test, b.test and c.test.
-func relayDNS(t *testing.T) *dnstest.Server {
+// relayDNS serves the MX records of a.test, b.test, c.test and p.test.
+func relayDNS(t testing.TB) *dnstest.Server {
 	return dnstest.Start(t, map[string][]string{
 		"a.test": {"MX 10 mx.a.test."}, "mx.a.test": {"A 127.0.0.2"},
 		"b.test": {"MX 10 mx.b.test."}, "mx.b.test": {"A 127.0.0.3"},
 		"c.test": {"MX 10 mx.c.test."}, "mx.c.test": {"A 127.0.0.4"},
+		"p.test": {"MX 10 mx.p.test."}, "mx.p.test": {"A 127.0.0.5"}, // Postfix
 	})
 }
 
 // needPort25 skips the test when this process cannot bind port 25 on
 // 127.0.0.2 (not root), unless under CI.
-func needPort25(t *testing.T) {
+func needPort25(t testing.TB) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.2:25")
 	if err != nil {
@@ -56,7 +61,7 @@ type mxNode struct {
 	cfg config.Config
 }
 
-func startMXNode(t *testing.T, dns *dnstest.Server, domain, ip, dataDir string, users map[string]string) *mxNode {
+func startMXNode(t testing.TB, dns *dnstest.Server, domain, ip, dataDir string, users map[string]string) *mxNode {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Hostname = "mx." + domain
@@ -90,7 +95,7 @@ func startMXNode(t *testing.T, dns *dnstest.Server, domain, ip, dataDir string, 
 	return n
 }
 
-func (n *mxNode) stop(t *testing.T) {
+func (n *mxNode) stop(t testing.TB) {
 	if n.Daemon == nil {
 		return
 	}
@@ -105,7 +110,12 @@ func (n *mxNode) stop(t *testing.T) {
 // submit sends a message on the submission port with STARTTLS and AUTH.
 func (n *mxNode) submit(t *testing.T, user, pw string, to []string, body string) {
 	t.Helper()
-	conn, err := net.Dial("tcp", n.Addr("submission").String())
+	submitTo(t, n.Addr("submission").String(), user, pw, to, body)
+}
+
+func submitTo(t *testing.T, addr, user, pw string, to []string, body string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +135,7 @@ func (n *mxNode) submit(t *testing.T, user, pw string, to []string, body string)
 
 // waitInbox waits until the account's INBOX holds want messages and
 // returns their bodies.
-func (n *mxNode) waitInbox(t *testing.T, address string, want int, within time.Duration) []string {
+func (n *mxNode) waitInbox(t testing.TB, address string, want int, within time.Duration) []string {
 	t.Helper()
 	ctx := context.Background()
 	st := n.Store()
@@ -173,7 +183,7 @@ func (n *mxNode) waitInbox(t *testing.T, address string, want int, within time.D
 }
 
 // dumpQueue logs every queue entry with its journey.
-func (n *mxNode) dumpQueue(t *testing.T) {
+func (n *mxNode) dumpQueue(t testing.TB) {
 	ctx := context.Background()
 	q, _ := n.Store().ListQueue(ctx)
 	for _, e := range q {
@@ -298,4 +308,120 @@ func TestRelayBounce(t *testing.T) {
 	}
 	b.waitInbox(t, "bob@b.test", 1, 10*time.Second)
 	waitQueueEmpty(t, a)
+}
+
+// TestRelaySurvivesSIGKILL: the sender, a tern serve child process, is
+// killed in the middle of an attempt; once restarted it takes its lease
+// back at once (not after the lease's half hour) and delivers the
+// message, exactly once.
+func TestRelaySurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a server; skipped with -short")
+	}
+	needPort25(t)
+	dns := relayDNS(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "tern")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/tern").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subAddr := l.Addr().String()
+	l.Close()
+	conf := filepath.Join(dir, "tern.toml")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`hostname = "mx.a.test"
+data_dir = %q
+[listen]
+smtp = "127.0.0.2:25"
+submission = %q
+submissions = ""
+imap = ""
+imaps = ""
+pop3 = ""
+pop3s = ""
+http = ""
+[dns]
+nameserver = %q
+[relay]
+enabled = true
+retry_delay = "200ms"
+`, filepath.Join(dir, "data"), subAddr, dns.Addr())), 0o600)
+	tern := func(stdin string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Stdin = strings.NewReader(stdin)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("tern %v: %v\n%s", args, err, out)
+		}
+	}
+	tern("", "domain", "add", "--config", conf, "a.test")
+	tern("alice-pw\n", "user", "add", "--config", conf, "--password-stdin", "alice@a.test")
+	serve := func(round int) *exec.Cmd {
+		cmd := exec.Command(bin, "serve", "--config", conf)
+		cmd.Stderr, _ = os.Create(filepath.Join(dir, fmt.Sprintf("serve-%d.log", round)))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if c, err := net.Dial("tcp", subAddr); err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("tern serve did not listen on %s", subAddr)
+			}
+		}
+		return cmd
+	}
+	// c.test's MX accepts connections and never answers: the sender is
+	// killed in the middle of an attempt, holding the entry's lease.
+	silent, err := net.Listen("tcp", "127.0.0.4:25")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	a := serve(0)
+	submitTo(t, subAddr, "alice@a.test", "alice-pw", []string{"carol@c.test"}, message("alice@a.test", "carol@c.test", "kill", "Hi Carol"))
+	var hung net.Conn
+	select {
+	case hung = <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sender never tried c.test")
+	}
+	st, err := sqlite.Open(filepath.Join(dir, "data"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := st.ListQueue(context.Background())
+	st.Close()
+	if err != nil || len(q) != 1 || q[0].LeaseOwner == "" {
+		t.Fatalf("queue during the attempt: %+v %v", q, err)
+	}
+	a.Process.Signal(syscall.SIGKILL)
+	a.Wait()
+	silent.Close()
+	hung.Close()
+	c := startMXNode(t, dns, "c.test", "127.0.0.4", t.TempDir(), map[string]string{"carol@c.test": "carol-pw"})
+	serve(1)
+	got := c.waitInbox(t, "carol@c.test", 1, 15*time.Second)
+	if !strings.Contains(got[0], "Hi Carol") {
+		t.Fatalf("carol got:\n%s", got[0])
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := c.waitInbox(t, "carol@c.test", 1, time.Second); len(got) != 1 {
+		t.Errorf("carol got %d copies", len(got))
+	}
 }

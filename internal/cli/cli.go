@@ -13,8 +13,8 @@ import (
 	"strings"
 
 	"github.com/ternmail/tern/internal/config"
+	"github.com/ternmail/tern/internal/daemon"
 	"github.com/ternmail/tern/internal/store"
-	"github.com/ternmail/tern/internal/store/sqlite"
 )
 
 // env is what a subcommand runs with; tests give their own.
@@ -133,9 +133,9 @@ func openStore(path string) (store.Store, config.Config, error) {
 	if err != nil {
 		return nil, cfg, err
 	}
-	st, err := sqlite.Open(cfg.DataDir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	st, err := daemon.OpenStore(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
-		return nil, cfg, fmt.Errorf("open data directory %s: %w", cfg.DataDir, err)
+		return nil, cfg, err
 	}
 	return st, cfg, nil
 }

@@ -29,6 +29,7 @@ type Config struct {
 	// benchmarks on loopback.
 	AllowPlaintextAuth bool `toml:"allow_plaintext_auth"`
 
+	Store  Store  `toml:"store"`
 	Listen Listen `toml:"listen"`
 	TLS    TLS    `toml:"tls"`
 	DNS    DNS    `toml:"dns"`
@@ -36,6 +37,23 @@ type Config struct {
 	Relay  Relay  `toml:"relay"`
 	Log    Log    `toml:"log"`
 }
+
+// Store chooses where Tern keeps its state.
+type Store struct {
+	// Driver is "sqlite" (one database file and a blob folder in
+	// DataDir, for one node) or "postgres" (one PostgreSQL database that
+	// several nodes share).
+	Driver string `toml:"driver"`
+	// DSN is the PostgreSQL connection string (URL or key=value form)
+	// for driver "postgres".
+	DSN string `toml:"dsn"`
+}
+
+// Store drivers.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+)
 
 // Listen has one host:port per door; an empty string disables the door.
 type Listen struct {
@@ -99,6 +117,9 @@ type Relay struct {
 	Enabled bool `toml:"enabled"`
 	// Lifetime is how long a message is retried before it bounces.
 	Lifetime Duration `toml:"lifetime"`
+	// DelayWarning is the age at which a sender is told, once, that a
+	// message is still being retried; "0s" turns the warning off.
+	DelayWarning Duration `toml:"delay_warning"`
 	// RetryDelay is the first retry's delay; later ones are 5, 15, 30,
 	// 60, 120 and 240 times it, with jitter.
 	RetryDelay Duration `toml:"retry_delay"`
@@ -120,6 +141,7 @@ func Default() Config {
 	return Config{
 		Hostname: "localhost",
 		DataDir:  "tern-data",
+		Store:    Store{Driver: DriverSQLite},
 		Listen: Listen{
 			SMTP:        "127.0.0.1:2525",
 			Submission:  "127.0.0.1:2587",
@@ -143,6 +165,7 @@ func Default() Config {
 		},
 		Relay: Relay{
 			Lifetime:      Duration{5 * 24 * time.Hour}, // RFC 5321 §4.5.4.1: 4-5 days
+			DelayWarning:  Duration{4 * time.Hour},
 			RetryDelay:    Duration{time.Minute},
 			MaxConcurrent: 32,
 			PerDomain:     4,
@@ -213,6 +236,18 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		bad("data_dir: must be set")
 	}
+	switch c.Store.Driver {
+	case DriverSQLite:
+		if c.Store.DSN != "" {
+			bad("store.dsn: only used with driver %q", DriverPostgres)
+		}
+	case DriverPostgres:
+		if c.Store.DSN == "" {
+			bad("store.dsn: must be set for driver %q", DriverPostgres)
+		}
+	default:
+		bad("store.driver: %q is not %q or %q", c.Store.Driver, DriverSQLite, DriverPostgres)
+	}
 	seen := map[string]string{}
 	for _, l := range c.Listeners() {
 		if l.Addr == "" {
@@ -264,6 +299,9 @@ func (c *Config) Validate() error {
 		if p.v <= 0 {
 			bad("relay.%s: must be greater than zero", p.name)
 		}
+	}
+	if r.DelayWarning.Duration < 0 {
+		bad("relay.delay_warning: must not be negative")
 	}
 	if l.QuotaBytes < 0 {
 		bad("limits.quota_bytes: must not be negative")

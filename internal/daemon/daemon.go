@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ternmail/tern/internal/accounts"
 	"github.com/ternmail/tern/internal/auth"
 	"github.com/ternmail/tern/internal/certs"
 	"github.com/ternmail/tern/internal/config"
@@ -27,7 +28,7 @@ import (
 	"github.com/ternmail/tern/internal/relay"
 	"github.com/ternmail/tern/internal/smtpd"
 	"github.com/ternmail/tern/internal/store"
-	"github.com/ternmail/tern/internal/store/sqlite"
+	"github.com/ternmail/tern/internal/web"
 )
 
 // door is what every protocol server offers the daemon.
@@ -103,7 +104,7 @@ func lockDir(dir string) (*os.File, error) {
 
 func (d *Daemon) build() error {
 	cfg := d.cfg
-	st, err := sqlite.Open(cfg.DataDir, d.log.With("component", "store"))
+	st, err := OpenStore(cfg, d.log.With("component", "store"))
 	if err != nil {
 		return err
 	}
@@ -138,15 +139,17 @@ func (d *Daemon) build() error {
 		}
 		return false
 	}
-	if addrOf["http"] != "" {
-		d.log.Warn("the web interface is not part of this version; listen.http is ignored", "addr", addrOf["http"])
-	}
 	smtpCfg := func(mode smtpd.Mode) smtpd.Config {
 		return smtpd.Config{
 			Mode: mode, Hostname: cfg.Hostname, TLS: tlsCfg,
 			AllowPlaintextAuth: cfg.AllowPlaintextAuth,
 			MaxMessageBytes:    lim.MaxMessageBytes, MaxRecipients: lim.MaxRecipients,
 			MaxConns: lim.MaxConns, MaxConnsPerIP: lim.MaxConnsPerIP,
+			// smtp_timeout is the command timeout (RFC 5321 §4.5.3.2.7)
+			// and, up to §4.5.3.2.5's 3 minutes, the wait for each block
+			// of message data.
+			CommandTimeout: lim.SMTPTimeout.Duration,
+			DataTimeout:    min(lim.SMTPTimeout.Duration, 3*time.Minute),
 		}
 	}
 	smtpDeps := smtpd.Deps{Store: st, Deliver: dl, Auth: au, Log: d.log.With("door", "smtp")}
@@ -173,7 +176,13 @@ func (d *Daemon) build() error {
 			return fmt.Errorf("pop3: %w", err)
 		}
 	}
-	for _, dr := range []door{mx, sub, imap, pop} {
+	var webDoor door
+	if needed("http") {
+		if webDoor, err = d.newWeb(tlsCfg, st, dl, au); err != nil {
+			return fmt.Errorf("web: %w", err)
+		}
+	}
+	for _, dr := range []door{mx, sub, imap, pop, webDoor} {
 		if dr != nil {
 			d.doors = append(d.doors, dr)
 		}
@@ -185,6 +194,9 @@ func (d *Daemon) build() error {
 	}{
 		{"smtp", mx, false}, {"submission", sub, false}, {"submissions", sub, true},
 		{"imap", imap, false}, {"imaps", imap, true}, {"pop3", pop, false}, {"pop3s", pop, true},
+		// Plain HTTP for now (loopback or behind a TLS proxy); the web
+		// door marks cookies Secure on requests that arrive over TLS.
+		{"http", webDoor, false},
 	}
 	for _, l := range listeners {
 		if addrOf[l.name] == "" {
@@ -226,6 +238,12 @@ func (d *Daemon) newPOP3(tlsCfg *tls.Config, st store.Store, au *auth.Authentica
 		IdleTimeout: lim.POP3IdleTimeout.Duration,
 		MaxConns:    lim.MaxConns, MaxConnsPerIP: lim.MaxConnsPerIP,
 	}, pop3d.Deps{Store: st, Auth: au, Log: d.log.With("door", "pop3")})
+}
+
+func (d *Daemon) newWeb(tlsCfg *tls.Config, st store.Store, dl *deliver.Deliverer, au *auth.Authenticator) (door, error) {
+	return web.New(web.Config{
+		Hostname: d.cfg.Hostname, TLS: tlsCfg, MaxMessageBytes: d.cfg.Limits.MaxMessageBytes,
+	}, web.Deps{Store: st, Deliver: dl, Auth: au, Accounts: accounts.NewManager(st), Log: d.log.With("door", "web")})
 }
 
 // Store is the daemon's store, for bootstrapping the first account.

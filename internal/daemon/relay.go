@@ -27,6 +27,7 @@ func (d *Daemon) startRelay(dl *deliver.Deliverer) error {
 	r, err := relay.New(relay.Config{
 		Hostname:      cfg.Hostname,
 		Lifetime:      cfg.Relay.Lifetime.Duration,
+		DelayWarning:  cfg.Relay.DelayWarning.Duration,
 		BaseDelay:     cfg.Relay.RetryDelay.Duration,
 		MaxConcurrent: cfg.Relay.MaxConcurrent,
 		PerDomain:     cfg.Relay.PerDomain,

@@ -83,61 +83,10 @@ func Write(w io.Writer, r Report, original io.Reader, size int64) error {
 	p("")
 	// Part 1: for people (RFC 3464 §2 requires it first).
 	p("--%s", boundary)
-	p("Content-Type: text/plain; charset=utf-8")
-	p("Content-Transfer-Encoding: 8bit")
-	p("")
-	p("This is the mail system at %s.", r.ReportingMTA)
-	p("")
-	if delayed {
-		p("Your message could not be delivered yet to the recipients below.")
-		p("It will be retried; you need not send it again.")
-	} else {
-		p("Your message could not be delivered to the recipients below.")
-		p("This is a permanent error; it will not be retried.")
-	}
-	p("")
-	for _, rc := range r.Recipients {
-		if rc.RemoteMTA != "" {
-			p("<%s>: host %s said: %s", rc.Final, rc.RemoteMTA, oneLine(rc.Diagnostic))
-		} else {
-			p("<%s>: %s", rc.Final, oneLine(rc.Diagnostic))
-		}
-	}
-	p("")
+	r.writeHuman(p, delayed)
 	// Part 2: for programs (RFC 3464 §2.2, §2.3).
 	p("--%s", boundary)
-	p("Content-Type: message/delivery-status")
-	p("")
-	p("Reporting-MTA: dns; %s", r.ReportingMTA)
-	if r.EnvID != "" {
-		p("Original-Envelope-Id: %s", oneLine(r.EnvID))
-	}
-	if !r.Arrival.IsZero() {
-		p("Arrival-Date: %s", r.Arrival.Format(time.RFC1123Z))
-	}
-	for _, rc := range r.Recipients {
-		p("")
-		if rc.Original != "" {
-			p("Original-Recipient: %s", addrType(rc.Original))
-		}
-		p("Final-Recipient: rfc822; %s", rc.Final)
-		p("Action: %s", rc.Action)
-		p("Status: %s", rc.Status)
-		if rc.RemoteMTA != "" {
-			p("Remote-MTA: dns; %s", rc.RemoteMTA)
-		}
-		if rc.Diagnostic != "" {
-			typ := "smtp"
-			if rc.RemoteMTA == "" {
-				typ = "x-tern" // our own reason, not a peer's reply
-			}
-			p("Diagnostic-Code: %s; %s", typ, oneLine(rc.Diagnostic))
-		}
-		if !rc.LastAttempt.IsZero() {
-			p("Last-Attempt-Date: %s", rc.LastAttempt.Format(time.RFC1123Z))
-		}
-	}
-	p("")
+	r.writeStatus(p)
 	// Part 3: the original, whole or its header (RFC 3462 §2).
 	p("--%s", boundary)
 	if full {
@@ -207,4 +156,63 @@ func addrType(orcpt string) string {
 		return strings.TrimSpace(t) + "; " + strings.TrimSpace(a)
 	}
 	return "rfc822; " + orcpt
+}
+
+func (r Report) writeHuman(p func(string, ...any), delayed bool) {
+	p("Content-Type: text/plain; charset=utf-8")
+	p("Content-Transfer-Encoding: 8bit")
+	p("")
+	p("This is the mail system at %s.", r.ReportingMTA)
+	p("")
+	if delayed {
+		p("Your message could not be delivered yet to the recipients below.")
+		p("It will be retried; you need not send it again.")
+	} else {
+		p("Your message could not be delivered to the recipients below.")
+		p("This is a permanent error; it will not be retried.")
+	}
+	p("")
+	for _, rc := range r.Recipients {
+		if rc.RemoteMTA != "" {
+			p("<%s>: host %s said: %s", rc.Final, rc.RemoteMTA, oneLine(rc.Diagnostic))
+		} else {
+			p("<%s>: %s", rc.Final, oneLine(rc.Diagnostic))
+		}
+	}
+	p("")
+}
+
+func (r Report) writeStatus(p func(string, ...any)) {
+	p("Content-Type: message/delivery-status")
+	p("")
+	p("Reporting-MTA: dns; %s", r.ReportingMTA)
+	if r.EnvID != "" {
+		p("Original-Envelope-Id: %s", oneLine(r.EnvID))
+	}
+	if !r.Arrival.IsZero() {
+		p("Arrival-Date: %s", r.Arrival.Format(time.RFC1123Z))
+	}
+	for _, rc := range r.Recipients {
+		p("")
+		if rc.Original != "" {
+			p("Original-Recipient: %s", addrType(rc.Original))
+		}
+		p("Final-Recipient: rfc822; %s", rc.Final)
+		p("Action: %s", rc.Action)
+		p("Status: %s", rc.Status)
+		if rc.RemoteMTA != "" {
+			p("Remote-MTA: dns; %s", rc.RemoteMTA)
+		}
+		if rc.Diagnostic != "" {
+			typ := "smtp"
+			if rc.RemoteMTA == "" {
+				typ = "x-tern" // our own reason, not a peer's reply
+			}
+			p("Diagnostic-Code: %s; %s", typ, oneLine(rc.Diagnostic))
+		}
+		if !rc.LastAttempt.IsZero() {
+			p("Last-Attempt-Date: %s", rc.LastAttempt.Format(time.RFC1123Z))
+		}
+	}
+	p("")
 }

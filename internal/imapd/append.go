@@ -61,7 +61,7 @@ func (c *conn) cmdAppend(tag string, p *parser) error {
 	if err := c.continueLiteral(sync); err != nil {
 		return err
 	}
-	lr := &io.LimitedReader{R: c.br, N: n}
+	lr := &literalReader{io.LimitedReader{R: c.br, N: n}}
 	var d store.Delivered
 	if refuse == nil {
 		d, err = c.srv.append(c.ctx, c.acct.ID, name, flags, date, lr)
@@ -94,4 +94,17 @@ func (c *conn) cmdAppend(tag string, p *parser) error {
 	}
 	c.dirty = c.dirty || (c.sel != nil && c.sel.mb.Name == name) // show it now, not at the next signal
 	return c.ok(tag, "APPENDUID "+uitoa(d.UIDValidity)+" "+uitoa(d.UID), "APPEND completed")
+}
+
+// literalReader reads a literal of known length: the connection ending
+// before all of it is io.ErrUnexpectedEOF, not the end of the message,
+// so an APPEND cut short is not stored truncated.
+type literalReader struct{ io.LimitedReader }
+
+func (l *literalReader) Read(p []byte) (int, error) {
+	n, err := l.LimitedReader.Read(p)
+	if err == io.EOF && l.N > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }

@@ -62,6 +62,10 @@ type conn struct {
 
 	idleMu sync.Mutex
 	idle   bool // blocked waiting for a command
+
+	// Read side, touched only by the goroutine reading (deadlineReader).
+	inLine    bool // readLine is reading a command line
+	lineArmed bool // its deadline is set
 }
 
 func newConn(s *Server, nc net.Conn, ip netip.Addr) *conn {
@@ -85,8 +89,11 @@ func (c *conn) setStreams(rw io.ReadWriter) {
 	c.bw = bufio.NewWriterSize(&deadlineWriter{nc: c.nc, w: rw}, 16<<10)
 }
 
-// deadlineReader sets a read deadline before every read: autologout
-// (RFC 3501 §5.4) applies to every wait for the client.
+// deadlineReader sets the read deadline: autologout (RFC 3501 §5.4)
+// applies to every wait for the client. Within a command line it is set
+// once, at the line's first read, so a client dribbling a line byte by
+// byte (slowloris) is cut off; elsewhere (literal data) before every
+// read, so a large APPEND over a slow link is not.
 type deadlineReader struct {
 	c *conn
 	r io.Reader
@@ -95,7 +102,10 @@ type deadlineReader struct {
 var errShutdown = errors.New("server shutting down")
 
 func (d *deadlineReader) Read(b []byte) (int, error) {
-	d.c.nc.SetReadDeadline(time.Now().Add(d.c.srv.cfg.IdleTimeout))
+	if !d.c.lineArmed {
+		d.c.nc.SetReadDeadline(time.Now().Add(d.c.srv.cfg.IdleTimeout))
+		d.c.lineArmed = d.c.inLine
+	}
 	if d.c.interrupted() {
 		return 0, errShutdown
 	}
@@ -200,8 +210,11 @@ func (c *conn) bye(text string) {
 
 var errLineTooLong = errors.New("line too long")
 
-// readLine reads one line without its CRLF, at most MaxLineBytes.
+// readLine reads one line without its CRLF, at most MaxLineBytes, within
+// one IdleTimeout.
 func (c *conn) readLine() ([]byte, error) {
+	c.inLine, c.lineArmed = true, false
+	defer func() { c.inLine, c.lineArmed = false, false }()
 	var line []byte
 	for {
 		frag, err := c.br.ReadSlice('\n')
@@ -473,6 +486,10 @@ func storeError(c *conn, err error) *protoErr {
 		return nof("CANNOT", "Operation not permitted")
 	case errors.Is(err, store.ErrInUse):
 		return nof("INUSE", "Mailbox in use, try again later")
+	case errors.Is(err, store.ErrFull):
+		// RFC 5530 §3: UNAVAILABLE is a temporary failure.
+		c.log.Error("command failed: storage full", "err", err)
+		return nof("UNAVAILABLE", "Server storage full, try again later")
 	}
 	c.log.Error("command failed", "err", err)
 	return nof("SERVERBUG", "Internal error")

@@ -281,12 +281,3 @@ func (c *imapClient) idle(d time.Duration) (time.Duration, error) {
 	}
 	return enter + time.Since(t1), nil
 }
-
-// searchCount counts the numbers in a "* SEARCH 1 2 3" response.
-func searchCount(line []byte) int {
-	f := bytes.Fields(line)
-	if len(f) < 2 || !bytes.EqualFold(f[1], []byte("SEARCH")) {
-		return 0
-	}
-	return len(f) - 2
-}

@@ -91,9 +91,6 @@ func TestIMAPHelpers(t *testing.T) {
 	if _, _, ok := parseTagged([]byte("a123 OK"), "a12"); ok {
 		t.Error("parseTagged matched tag a12 against a123")
 	}
-	if n := searchCount([]byte("* SEARCH 2 5 9")); n != 3 {
-		t.Errorf("searchCount = %d", n)
-	}
 	if uid := appendUID("[appenduid 7 99] done"); uid != 99 {
 		t.Errorf("appendUID = %d", uid)
 	}

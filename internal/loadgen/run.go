@@ -62,11 +62,15 @@ func Run(o RunOpts, w Worker) Result {
 	if o.Progress {
 		pw.Go(func() { progress(o.Stderr, o.Label, start, &ctr, done) })
 	}
+	// Workers get a context that the deadline does not cancel: an operation
+	// begun before the deadline (a dial, say) must finish and count, not
+	// fail as a spurious timeout. next() alone ends the run.
+	wctx := context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
 	for i := range o.Concurrency {
 		wg.Go(func() {
 			rec := NewRecorder()
-			w(ctx, i, next, rec, &ctr)
+			w(wctx, i, next, rec, &ctr)
 			merged.Add(rec)
 		})
 	}

@@ -100,9 +100,6 @@ func rate(n int, d time.Duration) float64 {
 
 // backoff pauses briefly after a failed connection so that a dead server
 // does not turn the tool into a busy loop.
-func backoff(ctx context.Context) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(50 * time.Millisecond):
-	}
+func backoff(context.Context) {
+	time.Sleep(50 * time.Millisecond)
 }

@@ -50,6 +50,7 @@ func (r *Relay) attempt(ctx context.Context, e store.QueueEntry) {
 		case o.state == delivered:
 			evs = append(evs, store.Event{Kind: "delivered", Detail: fmt.Sprintf("%s: %s: %s", o.rcpt.Address, o.host, o.reason)})
 			log.Info("delivered", "to", o.rcpt.Address, "host", o.host, "reply", o.reason)
+			r.delivered.Add(1)
 		case o.state == permanent || expired:
 			if o.state == temporary {
 				// RFC 3463 4.4.7: delivery time expired.
@@ -59,6 +60,7 @@ func (r *Relay) attempt(ctx context.Context, e store.QueueEntry) {
 			failed = append(failed, o)
 			evs = append(evs, store.Event{Kind: "bounced", Detail: o.rcpt.Address + ": " + o.reason})
 			log.Warn("bounced", "to", o.rcpt.Address, "host", o.host, "reason", o.reason)
+			r.bounced.Add(1)
 		default:
 			remaining = append(remaining, o.rcpt)
 			lastErr = o.reason
@@ -71,12 +73,18 @@ func (r *Relay) attempt(ctx context.Context, e store.QueueEntry) {
 	for _, rc := range remaining {
 		evs = append(evs, store.Event{Kind: "deferred", Detail: fmt.Sprintf("%s: %s (next attempt %s)", rc.Address, lastErr, next.UTC().Format(time.RFC3339))})
 		log.Info("deferred", "to", rc.Address, "reason", lastErr, "next", next)
+		r.deferred.Add(1)
 	}
 	// Record even when shutting down: the outcome must not be lost.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if len(failed) > 0 {
 		evs = append(evs, r.bounce(sctx, e, failed, log))
+	}
+	if len(remaining) > 0 && r.cfg.DelayWarning > 0 && now.Sub(e.Created) >= r.cfg.DelayWarning {
+		if ev, ok := r.warnDelay(sctx, e, outs, log); ok {
+			evs = append(evs, ev)
+		}
 	}
 	err := r.deps.Store.UpdateQueueEntry(sctx, store.QueueUpdate{
 		ID: e.ID, Owner: r.owner, Remaining: remaining, NextAttempt: next, LastError: lastErr, Events: evs,
@@ -117,10 +125,11 @@ func (r *Relay) try(ctx context.Context, e store.QueueEntry, log *slog.Logger, e
 	for _, h := range hosts {
 		for _, a := range h.Addrs {
 			if ctx.Err() != nil {
-				return all(temporary, "4.3.2", "", "interrupted: relay shutting down")
+				return all(temporary, "4.4.7", "", "attempt interrupted: "+context.Cause(ctx).Error())
 			}
 			*evs = append(*evs, store.Event{Kind: "attempt", Detail: fmt.Sprintf("to %s [%s]", h.Name, a)})
 			log.Info("attempt", "host", h.Name, "addr", a.String())
+			r.attempts.Add(1)
 			replies, sec, err := r.sendTo(ctx, h.Name, a, env, body)
 			if err == nil {
 				*evs = append(*evs, store.Event{Kind: "session", Detail: h.Name + ": " + sec})
@@ -180,8 +189,38 @@ func (r *Relay) sendTo(ctx context.Context, host string, addr netip.Addr, env en
 }
 
 func (r *Relay) sendOnce(ctx context.Context, host string, addr netip.Addr, env envelope, body store.BlobReader, useTLS bool) ([]Reply, string, error) {
+	key := net.JoinHostPort(addr.String(), Port)
+	c, sec := r.pool.get(key)
+	if c != nil && (!useTLS && c.tlsVersion != "" || c.reset() != nil) {
+		c.quit()
+		c = nil
+	}
+	if c == nil {
+		var err error
+		if c, sec, err = r.connect(ctx, host, key, useTLS); err != nil {
+			return nil, "", err
+		}
+	} else {
+		sec += ", reused"
+	}
+	if err := r.checkLimits(host, c, env); err != nil {
+		r.pool.put(key, c, sec)
+		return nil, "", err
+	}
+	replies, err := c.send(ctx, env, io.NewSectionReader(body, 0, body.Size()))
+	if err != nil {
+		c.quit()
+		return nil, "", err
+	}
+	r.pool.put(key, c, sec)
+	return replies, sec, nil
+}
+
+// connect opens a session: greeting, EHLO, STARTTLS when offered and
+// wanted.
+func (r *Relay) connect(ctx context.Context, host, addr string, useTLS bool) (*client, string, error) {
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.ConnectTimeout)
-	conn, err := r.deps.Dial(dctx, "tcp", net.JoinHostPort(addr.String(), Port))
+	conn, err := r.deps.Dial(dctx, "tcp", addr)
 	cancel()
 	if err != nil {
 		return nil, "", err
@@ -191,7 +230,6 @@ func (r *Relay) sendOnce(ctx context.Context, host string, addr netip.Addr, env 
 		conn.Close()
 		return nil, "", err
 	}
-	defer c.quit()
 	sec := "plaintext"
 	if useTLS && c.has("STARTTLS") {
 		cfg := r.cfg.TLS.Clone()
@@ -199,15 +237,12 @@ func (r *Relay) sendOnce(ctx context.Context, host string, addr netip.Addr, env 
 			cfg.ServerName = host
 		}
 		if err := c.startTLS(ctx, cfg); err != nil {
+			c.quit()
 			return nil, "", fmt.Errorf("%w: %v", errTLS, err)
 		}
 		sec = c.tlsVersion
 	}
-	if err := r.checkLimits(host, c, env); err != nil {
-		return nil, "", err
-	}
-	replies, err := c.send(ctx, env, io.NewSectionReader(body, 0, body.Size()))
-	return replies, sec, err
+	return c, sec, nil
 }
 
 func (r *Relay) checkLimits(host string, c *client, env envelope) error {
@@ -256,6 +291,45 @@ func isASCII(s string) bool {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
+// warnDelay tells the sender, once per entry, which recipients are still
+// waiting (RFC 3464 Action: delayed). It reports false when no warning is
+// due: one was sent already, the sender is null, or NOTIFY excludes it.
+func (r *Relay) warnDelay(ctx context.Context, e store.QueueEntry, outs []outcome, log *slog.Logger) (store.Event, bool) {
+	if e.From == "" {
+		return store.Event{}, false
+	}
+	evs, err := r.deps.Store.QueueEvents(ctx, e.ID)
+	if err != nil {
+		log.Error("reading the journey", "err", err)
+		return store.Event{}, false
+	}
+	for _, ev := range evs {
+		if ev.Kind == "dsn" && strings.HasPrefix(ev.Detail, "delay warning") {
+			return store.Event{}, false
+		}
+	}
+	now := r.deps.Now()
+	rep := dsn.Report{ReportingMTA: r.cfg.Hostname, To: e.From, EnvID: e.DSN.EnvID,
+		Arrival: e.Created, Date: now}
+	for _, o := range outs {
+		if o.state != temporary || !notifies(o.rcpt.Notify, "DELAY") {
+			continue
+		}
+		rep.Recipients = append(rep.Recipients, dsn.Recipient{
+			Final: o.rcpt.Address, Original: o.rcpt.ORcpt, Action: dsn.Delayed, Status: o.status,
+			RemoteMTA: o.host, Diagnostic: o.reason, LastAttempt: now,
+		})
+	}
+	if len(rep.Recipients) == 0 {
+		return store.Event{}, false
+	}
+	if err := r.sendDSN(ctx, e, rep); err != nil {
+		log.Error("delay warning not delivered", "to", e.From, "err", err)
+		return store.Event{Kind: "dsn", Detail: "delay warning failed: " + err.Error()}, true
+	}
+	return store.Event{Kind: "dsn", Detail: "delay warning sent to " + e.From}, true
+}
+
 // bounce sends the sender a DSN about the failed recipients, through
 // deliver, and returns the event recording it.
 func (r *Relay) bounce(ctx context.Context, e store.QueueEntry, failed []outcome, log *slog.Logger) store.Event {
@@ -267,7 +341,7 @@ func (r *Relay) bounce(ctx context.Context, e store.QueueEntry, failed []outcome
 	rep := dsn.Report{ReportingMTA: r.cfg.Hostname, To: e.From, EnvID: e.DSN.EnvID, Ret: e.DSN.Ret,
 		Arrival: e.Created, Date: now}
 	for _, o := range failed {
-		if !notifyFailure(o.rcpt.Notify) {
+		if !notifies(o.rcpt.Notify, "FAILURE") {
 			continue
 		}
 		rep.Recipients = append(rep.Recipients, dsn.Recipient{
@@ -285,14 +359,14 @@ func (r *Relay) bounce(ctx context.Context, e store.QueueEntry, failed []outcome
 	return store.Event{Kind: "dsn", Detail: "sent to " + e.From}
 }
 
-// notifyFailure applies RFC 3461 §4.1: no NOTIFY means failures are
-// reported.
-func notifyFailure(notify string) bool {
+// notifies applies RFC 3461 §4.1 to one kind of notice (FAILURE or
+// DELAY): without NOTIFY, both are sent; NOTIFY=NEVER sends none.
+func notifies(notify, kind string) bool {
 	if notify == "" {
 		return true
 	}
 	for _, n := range strings.Split(notify, ",") {
-		if strings.EqualFold(strings.TrimSpace(n), "FAILURE") {
+		if strings.EqualFold(strings.TrimSpace(n), kind) {
 			return true
 		}
 	}

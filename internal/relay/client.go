@@ -257,38 +257,7 @@ type rcpt struct{ addr, notify, orcpt string }
 func (c *client) send(ctx context.Context, env envelope, body io.Reader) ([]Reply, error) {
 	stop := context.AfterFunc(ctx, func() { c.conn.Close() })
 	defer stop()
-	mail := "MAIL FROM:<" + env.from + ">"
-	if c.has("8BITMIME") {
-		mail += " BODY=8BITMIME"
-	}
-	if c.has("SIZE") && env.size > 0 {
-		mail += " SIZE=" + strconv.FormatInt(env.size, 10)
-	}
-	if env.utf8 {
-		mail += " SMTPUTF8"
-	}
-	dsn := c.has("DSN")
-	if dsn && env.ret != "" {
-		mail += " RET=" + env.ret
-	}
-	if dsn && env.envID != "" {
-		mail += " ENVID=" + xtext(env.envID)
-	}
-	lines := []string{mail}
-	for _, r := range env.rcpts {
-		l := "RCPT TO:<" + r.addr + ">"
-		if dsn && r.notify != "" {
-			l += " NOTIFY=" + r.notify
-		}
-		if dsn && r.orcpt != "" {
-			typ, addr, ok := strings.Cut(r.orcpt, ";")
-			if !ok {
-				typ, addr = "rfc822", r.orcpt
-			}
-			l += " ORCPT=" + strings.TrimSpace(typ) + ";" + xtext(strings.TrimSpace(addr))
-		}
-		lines = append(lines, l)
-	}
+	lines := c.envelopeLines(env)
 	pipelined := c.has("PIPELINING")
 	replies := make([]Reply, 0, len(lines))
 	c.conn.SetDeadline(time.Now().Add(c.to.command))
@@ -352,6 +321,44 @@ func (c *client) send(ctx context.Context, env envelope, body io.Reader) ([]Repl
 		}
 	}
 	return out, nil
+}
+
+// envelopeLines are the MAIL command and one RCPT per recipient, with
+// the parameters the peer's extensions allow.
+func (c *client) envelopeLines(env envelope) []string {
+	mail := "MAIL FROM:<" + env.from + ">"
+	if c.has("8BITMIME") {
+		mail += " BODY=8BITMIME"
+	}
+	if c.has("SIZE") && env.size > 0 {
+		mail += " SIZE=" + strconv.FormatInt(env.size, 10)
+	}
+	if env.utf8 {
+		mail += " SMTPUTF8"
+	}
+	dsn := c.has("DSN")
+	if dsn && env.ret != "" {
+		mail += " RET=" + env.ret
+	}
+	if dsn && env.envID != "" {
+		mail += " ENVID=" + xtext(env.envID)
+	}
+	lines := []string{mail}
+	for _, r := range env.rcpts {
+		l := "RCPT TO:<" + r.addr + ">"
+		if dsn && r.notify != "" {
+			l += " NOTIFY=" + r.notify
+		}
+		if dsn && r.orcpt != "" {
+			typ, addr, ok := strings.Cut(r.orcpt, ";")
+			if !ok {
+				typ, addr = "rfc822", r.orcpt
+			}
+			l += " ORCPT=" + strings.TrimSpace(typ) + ";" + xtext(strings.TrimSpace(addr))
+		}
+		lines = append(lines, l)
+	}
+	return lines
 }
 
 // reset ends a transaction so the connection can carry another.

@@ -13,15 +13,14 @@ package relay
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ternmail/tern/internal/deliver"
@@ -36,6 +35,11 @@ const Port = "25"
 // Config is the relay's policy. Zero values take the defaults given.
 type Config struct {
 	Hostname string // our name in EHLO and in DSNs
+	// Node names this relay's leases in the store (default: the machine's
+	// host name). It must differ between nodes sharing one store, and
+	// stay the same across restarts of one node, so a restarted node takes
+	// back at once what it held when it died.
+	Node string
 	// MaxConcurrent bounds attempts running at once (default 32).
 	MaxConcurrent int
 	// PerDomain bounds attempts to one destination domain at once
@@ -44,6 +48,10 @@ type Config struct {
 	// Lifetime is how long a message is retried before it bounces
 	// (default 5 days; RFC 5321 §4.5.4.1 says at least 4-5 days).
 	Lifetime time.Duration
+	// DelayWarning is the age at which the sender is told, once, that a
+	// message is still being retried (RFC 3464 "delayed" DSN). Zero
+	// means never.
+	DelayWarning time.Duration
 	// BaseDelay scales the retry schedule (nextDelay): the first retry
 	// comes after BaseDelay, later ones after 5, 15, 30, 60, 120, 240
 	// times it (default 1 minute). Tests make it milliseconds.
@@ -57,6 +65,9 @@ type Config struct {
 	// RFC 5321 §4.5.3.2); DataTimeout bounds sending the body and the
 	// final reply (default 10 minutes, §4.5.3.2.6).
 	CommandTimeout, DataTimeout time.Duration
+	// IdleTimeout is how long a connection that finished a transaction is
+	// kept open for the next message to the same host (default 5s).
+	IdleTimeout time.Duration
 	// TLS is the client configuration for STARTTLS. Nil accepts any
 	// certificate: opportunistic TLS protects against passive listeners
 	// only, and refusing to deliver over an unverified channel would
@@ -89,6 +100,9 @@ func (c *Config) defaults() {
 	}
 	if c.DataTimeout <= 0 {
 		c.DataTimeout = 10 * time.Minute
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 5 * time.Second
 	}
 	if c.TLS == nil {
 		c.TLS = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
@@ -127,10 +141,14 @@ type Relay struct {
 	log   *slog.Logger
 	owner string
 	kick  chan struct{}
+	pool  *pool
 
 	mu       sync.Mutex
 	inflight map[string]int // attempts running per domain
 	running  int
+
+	// Outcome counters, for metrics (Stats).
+	attempts, delivered, deferred, bounced atomic.Int64
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -156,24 +174,30 @@ func New(cfg Config, deps Deps) (*Relay, error) {
 		d := &net.Dialer{Timeout: cfg.ConnectTimeout}
 		deps.Dial = d.DialContext
 	}
-	// The lease owner names this process uniquely, so a restarted
-	// process never mistakes its predecessor's leases for its own.
-	host, _ := os.Hostname()
-	var rnd [4]byte
-	rand.Read(rnd[:])
+	owner := cfg.Node
+	if owner == "" {
+		owner, _ = os.Hostname()
+	}
 	return &Relay{
 		cfg: cfg, deps: deps, log: deps.Log,
-		owner:    fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(rnd[:])),
+		owner:    "relay:" + owner,
 		kick:     make(chan struct{}, 1),
+		pool:     newPool(cfg.PerDomain, cfg.IdleTimeout),
 		inflight: map[string]int{},
 	}, nil
 }
 
-// Start runs the relay in the background.
+// Start takes back the leases a killed predecessor of this node left and
+// runs the relay in the background.
 func (r *Relay) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.done = make(chan struct{})
+	if n, err := r.deps.Store.ReleaseLeases(ctx, r.owner); err != nil {
+		r.log.Error("releasing stale leases", "err", err)
+	} else if n > 0 {
+		r.log.Info("took back leases of a previous run", "entries", n)
+	}
 	go r.loop(ctx)
 }
 
@@ -195,7 +219,7 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 	}
 	r.cancel()
 	all := make(chan struct{})
-	go func() { <-r.done; r.wg.Wait(); close(all) }()
+	go func() { <-r.done; r.wg.Wait(); r.pool.closeAll(); close(all) }()
 	select {
 	case <-all:
 		return nil
@@ -209,6 +233,7 @@ func (r *Relay) loop(ctx context.Context) {
 	t := time.NewTicker(r.cfg.Poll)
 	defer t.Stop()
 	for {
+		r.pool.expire()
 		r.dispatch(ctx)
 		select {
 		case <-ctx.Done():
@@ -272,4 +297,22 @@ func (r *Relay) dispatch(ctx context.Context) {
 // expires.
 func (r *Relay) attemptLimit() time.Duration {
 	return r.cfg.DataTimeout + 4*r.cfg.CommandTimeout + 2*r.cfg.ConnectTimeout
+}
+
+// Stats are the relay's counters since it started, for metrics.
+type Stats struct {
+	Attempts  int64 // connections tried to a peer host
+	Delivered int64 // recipients delivered
+	Deferred  int64 // recipients deferred to a later attempt
+	Bounced   int64 // recipients failed for good
+	Running   int   // attempts running now
+}
+
+// Stats returns the counters.
+func (r *Relay) Stats() Stats {
+	r.mu.Lock()
+	running := r.running
+	r.mu.Unlock()
+	return Stats{Attempts: r.attempts.Load(), Delivered: r.delivered.Load(),
+		Deferred: r.deferred.Load(), Bounced: r.bounced.Load(), Running: running}
 }

@@ -363,6 +363,9 @@ func TestDeferThenDeliver(t *testing.T) {
 	if len(p.messages()) != 1 || len(h.bounces.list()) != 0 {
 		t.Errorf("peer got %d, bounces %d", len(p.messages()), len(h.bounces.list()))
 	}
+	if st := h.r.Stats(); st.Attempts != 2 || st.Deferred != 1 || st.Delivered != 1 || st.Bounced != 0 {
+		t.Errorf("stats %+v", st)
+	}
 }
 
 func TestBounceOnPermanentFailure(t *testing.T) {
@@ -528,6 +531,57 @@ func TestNextDelay(t *testing.T) {
 		d := nextDelay(time.Minute, i+1)
 		if d < w*time.Minute || d > w*time.Minute*12/10 {
 			t.Errorf("attempt %d: %s, want %dm plus up to 20%%", i+1, d, w)
+		}
+	}
+}
+
+func TestConnectionReuse(t *testing.T) {
+	p := startPeer(t, false)
+	h := newHarness(t, fakeDNS{"there.test": {host("mx.there.test", 1)}}, map[byte]string{1: p.addr}, Config{})
+	h.queue(t, "a@here.test", msg, "x@there.test")
+	waitFor(t, "first delivery", func() bool { return h.queueLen(t) == 0 })
+	h.queue(t, "b@here.test", msg, "y@there.test")
+	waitFor(t, "second delivery", func() bool { return len(p.messages()) == 2 })
+	if n := h.dials.Load(); n != 1 {
+		t.Errorf("%d connections for two messages, want 1", n)
+	}
+	waitFor(t, "queue empty", func() bool { return h.queueLen(t) == 0 })
+	// Queue IDs are never reused: the second entry is 2.
+	if j := h.journey(t, 2); !strings.Contains(j, "TLS 1.3, reused") {
+		t.Errorf("journey:\n%s", j)
+	}
+	// A connection the peer closed meanwhile is replaced, not a failure.
+	p.srv.Close()
+	p2 := startPeer(t, false)
+	h.dialTo[1] = p2.addr // the test's dialer map; no attempt is running
+	h.queue(t, "c@here.test", msg, "z@there.test")
+	waitFor(t, "third delivery", func() bool { return len(p2.messages()) == 1 })
+}
+
+func TestDelayWarningOnce(t *testing.T) {
+	h := newHarness(t, fakeDNS{"there.test": {host("mx.there.test", 1)}}, map[byte]string{}, Config{DelayWarning: 4 * time.Hour})
+	h.queue(t, "a@here.test", msg, "x@there.test")
+	attempts := func(n int) func() bool {
+		return func() bool {
+			e, _, _ := h.st.GetQueueEntry(context.Background(), 1)
+			return e.Attempts == n
+		}
+	}
+	waitFor(t, "first deferral", attempts(1))
+	if len(h.bounces.list()) != 0 {
+		t.Fatal("warned too early")
+	}
+	h.clock.Add(5 * time.Hour)
+	waitFor(t, "second deferral", attempts(2))
+	h.clock.Add(7 * time.Hour) // the second retry comes 5h (+20%) later
+	waitFor(t, "third deferral", attempts(3))
+	got := h.bounces.list()
+	if len(got) != 1 {
+		t.Fatalf("%d warnings, want 1", len(got))
+	}
+	for _, want := range []string{"Action: delayed", "Subject: Delayed Mail", "Status: 4.4.1", "connection refused"} {
+		if !strings.Contains(got[0], want) {
+			t.Errorf("warning lacks %q:\n%s", want, got[0])
 		}
 	}
 }

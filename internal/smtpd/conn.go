@@ -3,10 +3,12 @@ package smtpd
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,7 +101,9 @@ type conn struct {
 
 	// Read side: only go-smtp's connection goroutine reads.
 	sniffed bool
+	timeout error // a read timed out: every later read fails with it
 
+	readFailed      atomic.Bool // a read from the client failed (EOF included)
 	greeted         atomic.Bool // the banner was written
 	inData          atomic.Bool // message data is being read
 	closeAfterWrite atomic.Bool // the next reply is the last
@@ -119,16 +123,36 @@ var httpMethods = [][]byte{
 }
 
 func (c *conn) Read(b []byte) (int, error) {
+	if c.timeout != nil {
+		return 0, c.timeout
+	}
 	if c.inData.Load() {
 		// RFC 5321 §4.5.3.2.5: the data timeout runs per block, not for
 		// the whole message; go-smtp set its deadline once, at DATA.
 		c.Conn.SetReadDeadline(time.Now().Add(c.srv.cfg.DataTimeout))
 	}
+	var n int
+	var err error
 	if c.sniffed || c.implicitTLS {
-		return c.Conn.Read(b)
+		n, err = c.Conn.Read(b)
+	} else {
+		c.sniffed = true
+		n, err = c.sniff(b)
 	}
-	c.sniffed = true
-	return c.sniff(b)
+	if err != nil {
+		c.readFailed.Store(true) // for cutReader
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The client is too slow (RFC 5321 §4.5.3.2): the session ends.
+		// The error must stick: go-smtp reads commands with
+		// bufio.Reader.ReadLine, which drops an error that ends a
+		// partial line and returns the part as a whole line, and then
+		// arms a fresh deadline for the next one; a client dribbling a
+		// line byte by byte (slowloris) was never cut off.
+		c.log.Info("client timed out: closing")
+		c.timeout = err
+	}
+	return n, err
 }
 
 // sniff reads the first bytes a plain client sends and refuses clients

@@ -29,6 +29,9 @@ var (
 	replyTooBig         = reply(552, 5, 3, 4, "Message too big")
 	replyQuotaData      = reply(552, 5, 2, 2, "Mailbox full")
 	replyConnProblem    = reply(451, 4, 4, 2, "Connection problem while reading the message")
+	// RFC 5321 §4.2.2 (452 insufficient system storage), RFC 3463 §3.4
+	// (X.3.1 mail system full): the sender keeps the message and retries.
+	replyStorageFull = reply(452, 4, 3, 1, "Insufficient system storage, try again later")
 )
 
 // Data receives one message (DATA, or all BDAT chunks) and delivers it.
@@ -52,7 +55,7 @@ func (s *session) Data(r io.Reader) error {
 		return replyBadSequence
 	}
 
-	size := &sizeReader{r: r, max: s.srv.cfg.MaxMessageBytes}
+	size := &sizeReader{r: &cutReader{r: r, conn: s.conn}, max: s.srv.cfg.MaxMessageBytes}
 	br := bufio.NewReaderSize(size, 32<<10)
 	hdr, complete, err := readHeader(br, maxHeaderBytes)
 	if err != nil {
@@ -107,13 +110,15 @@ func (s *session) Data(r io.Reader) error {
 
 // dataError maps a failed delivery to its reply. The readers' own errors
 // come first: whatever the store made of them, the cause is the client's
-// data.
+// data. Only they are connection problems: a store's I/O error (a
+// syscall.Errno, which is also a net.Error) is not.
 func (s *session) dataError(err error, size *sizeReader, lines *lineChecker) error {
+	fromClient := false
 	switch {
 	case lines != nil && lines.err != nil:
 		return s.fail(replyBareLineEnding)
 	case size.err != nil:
-		err = size.err
+		err, fromClient = size.err, true
 	}
 	var se *smtp.SMTPError
 	var ne net.Error
@@ -128,8 +133,11 @@ func (s *session) dataError(err error, size *sizeReader, lines *lineChecker) err
 		return replyQuotaData
 	case errors.Is(err, deliver.ErrRelayUnavailable):
 		return replyRelayUnavailable
-	case errors.Is(err, smtp.ErrDataReset), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.As(err, &ne), errors.Is(err, net.ErrClosed):
+	case errors.Is(err, store.ErrFull):
+		s.logger().Error("delivering message: storage full", "err", err)
+		return replyStorageFull
+	case fromClient && (errors.Is(err, smtp.ErrDataReset) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.As(err, &ne) || errors.Is(err, net.ErrClosed)):
 		s.logger().Info("message not received", "err", err)
 		return replyConnProblem
 	}
@@ -270,6 +278,27 @@ func (l *lineChecker) Read(p []byte) (int, error) {
 	if err == io.EOF && l.prevCR {
 		l.err = replyBareLineEnding
 		return n, l.err
+	}
+	return n, err
+}
+
+// cutReader turns the end of the message into io.ErrUnexpectedEOF when
+// the client's connection ended first. go-smtp (v0.25.1) reads a BDAT
+// chunk with io.Copy from a LimitReader, so a chunk cut short by the
+// client closing the connection ends without error, and after BDAT LAST
+// the truncated message would be delivered. Not covered: over TLS, a
+// client that ends the chunk with a close_notify alert (tls.Conn returns
+// EOF without the TCP connection having ended yet); that needs go-smtp to
+// check the chunk's length itself.
+type cutReader struct {
+	r    io.Reader
+	conn *conn
+}
+
+func (c *cutReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err == io.EOF && c.conn.readFailed.Load() {
+		return n, io.ErrUnexpectedEOF
 	}
 	return n, err
 }

@@ -36,6 +36,7 @@ var (
 	ErrInUse         = errors.New("in use")           // e.g. domain with accounts, locked maildrop
 	ErrInvalid       = errors.New("invalid argument") // wrapped with the reason
 	ErrTooBig        = errors.New("message too big")
+	ErrFull          = errors.New("storage full")   // disk or database full: temporary for clients
 	ErrModified      = errors.New("modified since") // CONDSTORE UNCHANGEDSINCE failed
 	ErrNewerSchema   = errors.New("database schema is newer than this program")
 	ErrLocked        = errors.New("data directory is in use by another process")

@@ -48,7 +48,8 @@ func (s *Store) Spool(ctx context.Context, r io.Reader, maxSize int64) (*store.B
 	if small == limit {
 		return nil, fmt.Errorf("spool: %w", store.ErrTooBig)
 	}
-	return s.spoolFile(head, lr, h, limit)
+	b, err := s.spoolFile(head, lr, h, limit)
+	return b, classify(err)
 }
 
 // spoolFile writes head and the rest of r to a temporary file, then

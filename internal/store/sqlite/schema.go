@@ -27,8 +27,11 @@ CREATE TABLE domains (
 	created   INTEGER NOT NULL
 ) STRICT;
 
+-- Accounts, mailboxes and queue entries are AUTOINCREMENT: an ID is never
+-- given again after a removal, so a session or an event log still holding
+-- an old ID can never reach someone else's data.
 CREATE TABLE accounts (
-	id            INTEGER PRIMARY KEY,
+	id            INTEGER PRIMARY KEY AUTOINCREMENT,
 	address       TEXT NOT NULL UNIQUE,
 	domain        TEXT NOT NULL REFERENCES domains(name),
 	password_hash TEXT NOT NULL,
@@ -63,7 +66,7 @@ CREATE TABLE blobs (
 CREATE INDEX blobs_unreferenced ON blobs(refcount) WHERE refcount <= 0;
 
 CREATE TABLE mailboxes (
-	id             INTEGER PRIMARY KEY,
+	id             INTEGER PRIMARY KEY AUTOINCREMENT,
 	account_id     INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
 	name           TEXT NOT NULL,
 	uidvalidity    INTEGER NOT NULL,
@@ -98,7 +101,7 @@ CREATE TABLE tombstones (
 CREATE INDEX tombstones_modseq ON tombstones(mailbox_id, modseq);
 
 CREATE TABLE queue (
-	id           INTEGER PRIMARY KEY,
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
 	blob_id      INTEGER NOT NULL REFERENCES blobs(id),
 	mail_from    TEXT NOT NULL,
 	domain       TEXT NOT NULL,

@@ -5,6 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"syscall"
+
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/ternmail/tern/internal/store"
 )
 
 var errClosed = errors.New("store closed")
@@ -42,7 +47,22 @@ func (s *Store) write(ctx context.Context, fn func(w *wtx) error) error {
 		return ctx.Err()
 	}
 	<-req.done
-	return req.err
+	return classify(req.err)
+}
+
+// classify marks a failure caused by a full disk with store.ErrFull, so
+// doors answer with a temporary error that says so instead of an
+// internal one.
+func classify(err error) error {
+	var coded interface{ Code() int }
+	switch {
+	case err == nil, errors.Is(err, store.ErrFull):
+		return err
+	case errors.As(err, &coded) && coded.Code()&0xff == sqlite3.SQLITE_FULL,
+		errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return fmt.Errorf("%w: %w", store.ErrFull, err)
+	}
+	return err
 }
 
 // writer owns the writing connection. The channel is unbuffered, so after

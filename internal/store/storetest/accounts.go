@@ -127,3 +127,22 @@ func testAliases(t *testing.T, st store.Store) {
 	_, err = st.GetAlias(c, "team@example.com")
 	wantErr(t, err, store.ErrNotFound, "GetAlias removed")
 }
+
+// IDs are never given again: a session still holding the ID of a removed
+// account or mailbox must not reach a new one's data.
+func testIDsNotReused(t *testing.T, st store.Store) {
+	a := newAccount(t, st, "first@example.com")
+	mb, err := st.CreateMailbox(ctx(t), a.ID, "Gone", "")
+	must(t, err, "CreateMailbox")
+	must(t, st.DeleteMailbox(ctx(t), a.ID, "Gone"), "DeleteMailbox")
+	mb2, err := st.CreateMailbox(ctx(t), a.ID, "New", "")
+	must(t, err, "CreateMailbox")
+	if mb2.ID == mb.ID {
+		t.Errorf("mailbox ID %d given again", mb.ID)
+	}
+	must(t, st.RemoveAccount(ctx(t), a.ID), "RemoveAccount")
+	b := newAccount(t, st, "second@example.com")
+	if b.ID == a.ID {
+		t.Errorf("account ID %d given again", a.ID)
+	}
+}

@@ -43,6 +43,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Lock", testLock},
 		{"GetMessages", testGetMessages},
 		{"MetaSizes", testMetaSizes},
+		{"IDsNotReused", testIDsNotReused},
+		{"LeaseQueue", testLeaseQueue},
+		{"LeasePerDomain", testLeasePerDomain},
+		{"UpdateQueueEntry", testUpdateQueueEntry},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
