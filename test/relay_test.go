@@ -22,7 +22,9 @@ import (
 	"github.com/ternmail/tern/internal/accounts"
 	"github.com/ternmail/tern/internal/config"
 	"github.com/ternmail/tern/internal/daemon"
+	"github.com/ternmail/tern/internal/dnsrecords"
 	"github.com/ternmail/tern/internal/dnstest"
+	"github.com/ternmail/tern/internal/msgauth"
 	"github.com/ternmail/tern/internal/store"
 	"github.com/ternmail/tern/internal/store/sqlite"
 	"github.com/ternmail/tern/internal/testenv"
@@ -63,6 +65,12 @@ type mxNode struct {
 
 func startMXNode(t testing.TB, dns *dnstest.Server, domain, ip, dataDir string, users map[string]string) *mxNode {
 	t.Helper()
+	return startMXNodeWith(t, dns, domain, ip, dataDir, users, nil)
+}
+
+// startMXNodeWith is startMXNode with a change to the configuration.
+func startMXNodeWith(t testing.TB, dns *dnstest.Server, domain, ip, dataDir string, users map[string]string, mod func(*config.Config)) *mxNode {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Hostname = "mx." + domain
 	cfg.DataDir = dataDir
@@ -70,6 +78,9 @@ func startMXNode(t testing.TB, dns *dnstest.Server, domain, ip, dataDir string, 
 	cfg.DNS.Nameserver = dns.Addr()
 	cfg.Relay.Enabled = true
 	cfg.Relay.RetryDelay = config.Duration{Duration: 200 * time.Millisecond}
+	if mod != nil {
+		mod(&cfg)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", domain)
@@ -137,13 +148,20 @@ func submitTo(t *testing.T, addr, user, pw string, to []string, body string) {
 // returns their bodies.
 func (n *mxNode) waitInbox(t testing.TB, address string, want int, within time.Duration) []string {
 	t.Helper()
+	return n.waitMailbox(t, address, "INBOX", want, within)
+}
+
+// waitMailbox waits until one of the account's mailboxes holds want
+// messages and returns their bodies.
+func (n *mxNode) waitMailbox(t testing.TB, address, mailbox string, want int, within time.Duration) []string {
+	t.Helper()
 	ctx := context.Background()
 	st := n.Store()
 	a, err := st.GetAccount(ctx, address)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mb, err := st.GetMailbox(ctx, a.ID, "INBOX")
+	mb, err := st.GetMailbox(ctx, a.ID, mailbox)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +194,7 @@ func (n *mxNode) waitInbox(t testing.TB, address string, want int, within time.D
 		}
 		if time.Now().After(deadline) {
 			n.dumpQueue(t)
-			t.Fatalf("%s: %d messages in INBOX after %s, want %d", address, len(metas), within, want)
+			t.Fatalf("%s: %d messages in %s after %s, want %d", address, len(metas), mailbox, within, want)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -205,13 +223,29 @@ func message(from, to, subject, text string) string {
 func TestRelayStory(t *testing.T) {
 	needPort25(t)
 	dns := relayDNS(t)
-	a := startMXNode(t, dns, "a.test", "127.0.0.2", t.TempDir(), map[string]string{"alice@a.test": "alice-pw"})
-	b := startMXNode(t, dns, "b.test", "127.0.0.3", t.TempDir(), map[string]string{"bob@b.test": "bob-pw"})
+	dirA, dirB := t.TempDir(), t.TempDir()
+	publishDomain(t, dns, dirA, "a.test", "mx.a.test")
+	publishDomain(t, dns, dirB, "b.test", "mx.b.test")
+	a := startMXNode(t, dns, "a.test", "127.0.0.2", dirA, map[string]string{"alice@a.test": "alice-pw"})
+	b := startMXNode(t, dns, "b.test", "127.0.0.3", dirB, map[string]string{"bob@b.test": "bob-pw"})
 
-	a.submit(t, "alice@a.test", "alice-pw", []string{"bob@b.test"}, message("alice@a.test", "bob@b.test", "hello", "Hi Bob"))
+	// A field claiming b's name, written by the sender, must not survive.
+	forgedAR := "Authentication-Results: mx.b.test; dkim=pass header.d=evil.test\r\n"
+	a.submit(t, "alice@a.test", "alice-pw", []string{"bob@b.test"}, forgedAR+message("alice@a.test", "bob@b.test", "hello", "Hi Bob"))
 	got := b.waitInbox(t, "bob@b.test", 1, 10*time.Second)
 	if !strings.Contains(got[0], "Subject: hello") || !strings.Contains(got[0], "Hi Bob") {
 		t.Fatalf("bob got:\n%s", got[0])
+	}
+	// Signed by a with both keys, verified by b, SPF and DMARC pass.
+	checkAuthResults(t, got[0], "mx.b.test", "dkim=pass header.a=ed25519-sha256 header.d=a.test", "dkim=pass header.a=rsa-sha256 header.d=a.test", "spf=pass smtp.mailfrom=alice@a.test", "dmarc=pass header.from=a.test")
+	if n := strings.Count(got[0], "DKIM-Signature:"); n != 2 {
+		t.Errorf("%d DKIM-Signature fields, want 2 (Ed25519 and RSA):\n%s", n, got[0])
+	}
+	if !strings.Contains(got[0], "a=ed25519-sha256") || !strings.Contains(got[0], "a=rsa-sha256") {
+		t.Errorf("not signed with both algorithms:\n%s", got[0])
+	}
+	if strings.Contains(got[0], "evil.test") {
+		t.Errorf("the forged Authentication-Results field survived:\n%s", got[0])
 	}
 	// b's Received field says a came over STARTTLS.
 	if !strings.Contains(got[0], "Received: from mx.a.test (") || !strings.Contains(got[0], "by mx.b.test (Tern) with ESMTPS") {
@@ -222,9 +256,71 @@ func TestRelayStory(t *testing.T) {
 	if !strings.Contains(got[0], "Subject: Re: hello") {
 		t.Fatalf("alice got:\n%s", got[0])
 	}
+	checkAuthResults(t, got[0], "mx.a.test", "dkim=pass header.a=ed25519-sha256 header.d=b.test", "dkim=pass header.a=rsa-sha256 header.d=b.test", "spf=pass smtp.mailfrom=bob@b.test", "dmarc=pass header.from=b.test")
 	// Delivered entries leave the queue; their journey stays.
 	waitQueueEmpty(t, a)
 	waitQueueEmpty(t, b)
+}
+
+// TestRelayDMARC: a host that is not a.test's MX sends as alice@a.test.
+// It fails SPF, carries no signature of a.test, and so fails DMARC: with
+// p=quarantine the message lands in Junk; with p=reject it is refused
+// at the end of data, or filed in Junk when b is configured with
+// dmarc_reject = false. Alice's real mail still reaches the INBOX.
+func TestRelayDMARC(t *testing.T) {
+	needPort25(t)
+	dns := relayDNS(t)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	publishDomain(t, dns, dirA, "a.test", "mx.a.test")
+	a := startMXNode(t, dns, "a.test", "127.0.0.2", dirA, map[string]string{"alice@a.test": "alice-pw"})
+	b := startMXNode(t, dns, "b.test", "127.0.0.3", dirB, map[string]string{"bob@b.test": "bob-pw"})
+
+	forge := func() error {
+		return forgeSend("127.0.0.9", "127.0.0.3:25", "alice@a.test", "bob@b.test",
+			message("alice@a.test", "bob@b.test", "forged", "Send money"))
+	}
+	if err := forge(); err != nil {
+		t.Fatalf("p=quarantine: %v", err)
+	}
+	junk := b.waitMailbox(t, "bob@b.test", "Junk", 1, 10*time.Second)
+	checkAuthResults(t, junk[0], "mx.b.test", "dkim=none", "spf=fail", "smtp.mailfrom=alice@a.test", "dmarc=fail", "header.from=a.test")
+
+	dns.Set("_dmarc.a.test", `TXT "v=DMARC1; p=reject"`)
+	err := forge()
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 1}) {
+		t.Fatalf("p=reject: got %v, want 550 5.7.1", err)
+	}
+	a.submit(t, "alice@a.test", "alice-pw", []string{"bob@b.test"}, message("alice@a.test", "bob@b.test", "real", "Hi Bob"))
+	got := b.waitInbox(t, "bob@b.test", 1, 10*time.Second)
+	checkAuthResults(t, got[0], "mx.b.test", "header.d=a.test", "spf=pass", "dmarc=pass")
+
+	b.stop(t)
+	b = startMXNodeWith(t, dns, "b.test", "127.0.0.3", dirB, nil, func(c *config.Config) { c.MsgAuth.DMARCReject = false })
+	if err := forge(); err != nil {
+		t.Fatalf("p=reject with dmarc_reject = false: %v", err)
+	}
+	junk = b.waitMailbox(t, "bob@b.test", "Junk", 2, 10*time.Second)
+	b.waitInbox(t, "bob@b.test", 1, time.Second)
+}
+
+// forgeSend sends a message from the address src, as a host other than
+// the sender domain's MX would.
+func forgeSend(src, addr, from, to, body string) error {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	c := smtp.NewClient(conn)
+	defer c.Close()
+	if err := c.Hello("forger.test"); err != nil {
+		return err
+	}
+	if err := c.SendMail(from, []string{to}, strings.NewReader(body)); err != nil {
+		return err
+	}
+	return c.Quit()
 }
 
 func waitQueueEmpty(t *testing.T, n *mxNode) {
@@ -270,7 +366,10 @@ func TestRelayPeerDown(t *testing.T) {
 		}
 	}
 	c := startMXNode(t, dns, "c.test", "127.0.0.4", t.TempDir(), map[string]string{"carol@c.test": "carol-pw"})
-	got := c.waitInbox(t, "carol@c.test", 1, 15*time.Second)
+	// The retry schedule runs at 200 ms units here (1, 5, 15, 30 … units):
+	// when c comes up slowly on a loaded machine, the next attempt can be
+	// up to 12 s away.
+	got := c.waitInbox(t, "carol@c.test", 1, 30*time.Second)
 	if !strings.Contains(got[0], "Hi Carol") {
 		t.Fatalf("carol got:\n%s", got[0])
 	}
@@ -423,5 +522,48 @@ retry_delay = "200ms"
 	time.Sleep(500 * time.Millisecond)
 	if got := c.waitInbox(t, "carol@c.test", 1, time.Second); len(got) != 1 {
 		t.Errorf("carol got %d copies", len(got))
+	}
+}
+
+// publishDomain generates DKIM keys for domain in dataDir and publishes
+// every record "tern dns records" would print in dns.
+func publishDomain(t testing.TB, dns *dnstest.Server, dataDir, domain, host string) {
+	t.Helper()
+	keys, err := msgauth.GenerateKeys(dataDir, domain, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string][]string{}
+	for _, r := range dnsrecords.Records(dnsrecords.Setup{Domain: domain, Hostname: host, Keys: keys, Ports: dnsrecords.StandardPorts}) {
+		z := r.Zone()
+		byName[r.Name] = append(byName[r.Name], z[strings.Index(z, " IN ")+4:])
+	}
+	for name, rrs := range byName {
+		if err := dns.Set(name, rrs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkAuthResults finds the Authentication-Results field of authserv-id
+// id in msg and checks it holds every result of want.
+func checkAuthResults(t testing.TB, msg, id string, want ...string) {
+	t.Helper()
+	hdr, _, _ := strings.Cut(msg, "\r\n\r\n")
+	hdr = strings.ReplaceAll(hdr, "\r\n\t", " ")
+	var fields []string
+	for _, l := range strings.Split(hdr, "\r\n") {
+		if strings.HasPrefix(l, "Authentication-Results: "+id+";") {
+			fields = append(fields, l)
+		}
+	}
+	if len(fields) != 1 {
+		t.Errorf("%d Authentication-Results fields of %s, want 1:\n%s", len(fields), id, msg)
+		return
+	}
+	for _, w := range want {
+		if !strings.Contains(fields[0], w) {
+			t.Errorf("Authentication-Results lacks %q: %s", w, fields[0])
+		}
 	}
 }

@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net/http"
@@ -25,7 +26,7 @@ func TestWebDoor(t *testing.T) {
 	cfg := config.Default()
 	cfg.Hostname = "mail.web.test"
 	cfg.DataDir = t.TempDir()
-	cfg.Listen = config.Listen{SMTP: "127.0.0.1:0", HTTP: "127.0.0.1:0"}
+	cfg.Listen = config.Listen{SMTP: "127.0.0.1:0", HTTP: "127.0.0.1:0", HTTPS: "127.0.0.1:0"}
 	d, err := daemon.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +101,19 @@ func TestWebDoor(t *testing.T) {
 	}
 	if st, err := d.Store().MailboxStatus(ctx, mb.ID); err != nil || st.Messages != 1 {
 		t.Errorf("ben's INBOX: %+v %v", st, err)
+	}
+
+	// Over TLS, with the server's (self-signed) certificate, the session
+	// cookie is Secure.
+	tc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err = tc.PostForm("https://"+d.Addr("https").String()+"/login", url.Values{"user": {"ben@web.test"}, "password": {"a long password"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if ck := res.Cookies(); res.StatusCode != http.StatusSeeOther || len(ck) != 1 || !ck[0].Secure || !ck[0].HttpOnly {
+		t.Errorf("login over TLS: %s, cookies %+v", res.Status, ck)
 	}
 }
 

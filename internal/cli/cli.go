@@ -36,8 +36,11 @@ func commands() []command {
 		{"alias", "add|list|remove ...", "manage aliases (one address to many)", cmdAlias},
 		{"mailbox", "list ADDRESS", "list an account's mailboxes with their counts", cmdMailbox},
 		{"queue", "list|show|retry|remove|flush ...", "inspect and steer the outbound queue", cmdQueue},
+		{"dkim", "generate|list DOMAIN", "make and list a domain's DKIM signing keys", cmdDKIM},
+		{"dns", "records|check DOMAIN", "print the DNS records a domain needs, or check them", cmdDNS},
 		{"config", "check [--config FILE]", "check a configuration file and print every problem", cmdConfig},
 		{"check", "[--config FILE]", "verify the store's consistency", cmdCheck},
+		{"migrate", "--to postgres DSN", "copy the SQLite store into PostgreSQL", cmdMigrate},
 		{"version", "", "print the version", func(e *env, _ []string) error { fmt.Fprintln(e.stdout, "tern", Version); return nil }},
 	}
 }

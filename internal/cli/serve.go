@@ -115,6 +115,12 @@ func banner(e *env, cfg config.Config, d *daemon.Daemon, found bool, password st
 			fmt.Fprintf(w, "  %-32s host %s port %s\n", r.what, host, port)
 		}
 	}
+	if a := d.Addr("http"); a != nil {
+		fmt.Fprintf(w, "  %-32s http://%s/\n", "Webmail and admin", a)
+	}
+	if a := d.Addr("https"); a != nil {
+		fmt.Fprintf(w, "  %-32s https://%s/\n", "Webmail and admin, TLS", a)
+	}
 	if password != "" {
 		fmt.Fprintf(w, "\nA first account was created. Its password is shown only now:\n\n  user      %s\n  password  %s\n", firstUser, password)
 	}

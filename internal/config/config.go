@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -35,7 +36,9 @@ type Config struct {
 	DNS    DNS    `toml:"dns"`
 	Limits Limits `toml:"limits"`
 	Relay  Relay  `toml:"relay"`
-	Log    Log    `toml:"log"`
+	// MsgAuth is mail authentication (SPF, DKIM, DMARC).
+	MsgAuth MsgAuth `toml:"msgauth"`
+	Log     Log     `toml:"log"`
 }
 
 // Store chooses where Tern keeps its state.
@@ -64,7 +67,8 @@ type Listen struct {
 	IMAPS       string `toml:"imaps"`       // 993, implicit TLS
 	POP3        string `toml:"pop3"`        // 110, STLS
 	POP3S       string `toml:"pop3s"`       // 995, implicit TLS
-	HTTP        string `toml:"http"`
+	HTTP        string `toml:"http"`        // webmail and admin, plain HTTP
+	HTTPS       string `toml:"https"`       // webmail and admin over TLS
 }
 
 // TLS names a certificate and key; both empty means a self-signed
@@ -129,6 +133,22 @@ type Relay struct {
 	PerDomain     int `toml:"per_domain"`
 }
 
+// MsgAuth configures mail authentication. Outgoing mail is DKIM-signed
+// whenever its From: domain has keys ("tern dkim generate"); these keys
+// are about what arrives on the MX.
+type MsgAuth struct {
+	// Verify checks SPF, DKIM and DMARC of mail arriving on the MX and
+	// records the results in an Authentication-Results field.
+	Verify bool `toml:"verify"`
+	// DMARCReject refuses, with 550 5.7.1 at the end of data, mail that
+	// fails DMARC for a domain publishing p=reject; false files it into
+	// the recipient's Junk mailbox, as p=quarantine always does.
+	DMARCReject bool `toml:"dmarc_reject"`
+	// TrustedNetworks are client networks (CIDR) whose mail is not
+	// checked: this host's own programs.
+	TrustedNetworks []string `toml:"trusted_networks"`
+}
+
 // Log configures logging.
 type Log struct {
 	Level  string `toml:"level"`  // debug, info, warn, error
@@ -169,6 +189,11 @@ func Default() Config {
 			RetryDelay:    Duration{time.Minute},
 			MaxConcurrent: 32,
 			PerDomain:     4,
+		},
+		MsgAuth: MsgAuth{
+			Verify:          true,
+			DMARCReject:     true,
+			TrustedNetworks: []string{"127.0.0.1/32", "::1/128"},
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}
@@ -303,6 +328,11 @@ func (c *Config) Validate() error {
 	if r.DelayWarning.Duration < 0 {
 		bad("relay.delay_warning: must not be negative")
 	}
+	for _, n := range c.MsgAuth.TrustedNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			bad("msgauth.trusted_networks: %q is not a network in CIDR form (e.g. \"192.0.2.0/24\")", n)
+		}
+	}
 	if l.QuotaBytes < 0 {
 		bad("limits.quota_bytes: must not be negative")
 	}
@@ -331,5 +361,6 @@ func (c *Config) Listeners() []Listener {
 	return []Listener{
 		{"smtp", l.SMTP}, {"submission", l.Submission}, {"submissions", l.Submissions},
 		{"imap", l.IMAP}, {"imaps", l.IMAPS}, {"pop3", l.POP3}, {"pop3s", l.POP3S}, {"http", l.HTTP},
+		{"https", l.HTTPS},
 	}
 }

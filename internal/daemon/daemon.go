@@ -24,6 +24,7 @@ import (
 	"github.com/ternmail/tern/internal/config"
 	"github.com/ternmail/tern/internal/deliver"
 	"github.com/ternmail/tern/internal/imapd"
+	"github.com/ternmail/tern/internal/mx"
 	"github.com/ternmail/tern/internal/pop3d"
 	"github.com/ternmail/tern/internal/relay"
 	"github.com/ternmail/tern/internal/smtpd"
@@ -46,6 +47,7 @@ type Daemon struct {
 	certs *certs.Manager
 	lock  *os.File
 	relay *relay.Relay // nil unless [relay] enabled
+	res   *mx.Resolver // made on first use (resolver)
 
 	addrs   map[string]net.Addr
 	doors   []door
@@ -126,6 +128,10 @@ func (d *Daemon) build() error {
 		Relay:           cfg.Relay.Enabled,
 	}, d.log.With("component", "deliver"))
 
+	checker, trusted, err := d.checker()
+	if err != nil {
+		return err
+	}
 	lim := cfg.Limits
 	addrOf := map[string]string{}
 	for _, l := range cfg.Listeners() {
@@ -148,11 +154,12 @@ func (d *Daemon) build() error {
 			// smtp_timeout is the command timeout (RFC 5321 §4.5.3.2.7)
 			// and, up to §4.5.3.2.5's 3 minutes, the wait for each block
 			// of message data.
-			CommandTimeout: lim.SMTPTimeout.Duration,
-			DataTimeout:    min(lim.SMTPTimeout.Duration, 3*time.Minute),
+			CommandTimeout:  lim.SMTPTimeout.Duration,
+			DataTimeout:     min(lim.SMTPTimeout.Duration, 3*time.Minute),
+			TrustedNetworks: trusted,
 		}
 	}
-	smtpDeps := smtpd.Deps{Store: st, Deliver: dl, Auth: au, Log: d.log.With("door", "smtp")}
+	smtpDeps := smtpd.Deps{Store: st, Deliver: dl, Auth: au, Log: d.log.With("door", "smtp"), Checker: checker}
 	// One server per door, shared by its plain and implicit-TLS ports so
 	// they share one set of limits.
 	var mx, sub, imap, pop door
@@ -177,7 +184,7 @@ func (d *Daemon) build() error {
 		}
 	}
 	var webDoor door
-	if needed("http") {
+	if needed("http", "https") {
 		if webDoor, err = d.newWeb(tlsCfg, st, dl, au); err != nil {
 			return fmt.Errorf("web: %w", err)
 		}
@@ -194,9 +201,9 @@ func (d *Daemon) build() error {
 	}{
 		{"smtp", mx, false}, {"submission", sub, false}, {"submissions", sub, true},
 		{"imap", imap, false}, {"imaps", imap, true}, {"pop3", pop, false}, {"pop3s", pop, true},
-		// Plain HTTP for now (loopback or behind a TLS proxy); the web
-		// door marks cookies Secure on requests that arrive over TLS.
-		{"http", webDoor, false},
+		// The web door marks cookies Secure on requests that arrive over
+		// TLS.
+		{"http", webDoor, false}, {"https", webDoor, true},
 	}
 	for _, l := range listeners {
 		if addrOf[l.name] == "" {
@@ -243,6 +250,7 @@ func (d *Daemon) newPOP3(tlsCfg *tls.Config, st store.Store, au *auth.Authentica
 func (d *Daemon) newWeb(tlsCfg *tls.Config, st store.Store, dl *deliver.Deliverer, au *auth.Authenticator) (door, error) {
 	return web.New(web.Config{
 		Hostname: d.cfg.Hostname, TLS: tlsCfg, MaxMessageBytes: d.cfg.Limits.MaxMessageBytes,
+		MaxConns: d.cfg.Limits.MaxConns, MaxConnsPerIP: d.cfg.Limits.MaxConnsPerIP,
 	}, web.Deps{Store: st, Deliver: dl, Auth: au, Accounts: accounts.NewManager(st), Log: d.log.With("door", "web")})
 }
 

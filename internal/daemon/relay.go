@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/ternmail/tern/internal/deliver"
-	"github.com/ternmail/tern/internal/mx"
+	"github.com/ternmail/tern/internal/msgauth"
 	"github.com/ternmail/tern/internal/relay"
 )
 
@@ -16,16 +16,13 @@ func (d *Daemon) startRelay(dl *deliver.Deliverer) error {
 	if !cfg.Relay.Enabled {
 		return nil
 	}
-	res, err := mx.New(mx.Config{
-		Nameserver: cfg.DNS.Nameserver,
-		Hostname:   cfg.Hostname,
-		Self:       mx.ListenSelf(cfg.Listen.SMTP),
-	})
+	res, err := d.resolver()
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
 	r, err := relay.New(relay.Config{
 		Hostname:      cfg.Hostname,
+		Node:          relayNode(cfg),
 		Lifetime:      cfg.Relay.Lifetime.Duration,
 		DelayWarning:  cfg.Relay.DelayWarning.Duration,
 		BaseDelay:     cfg.Relay.RetryDelay.Duration,
@@ -33,7 +30,8 @@ func (d *Daemon) startRelay(dl *deliver.Deliverer) error {
 		PerDomain:     cfg.Relay.PerDomain,
 		// Reply timeouts follow the SMTP door's (RFC 5321 §4.5.3.2).
 		CommandTimeout: cfg.Limits.SMTPTimeout.Duration,
-	}, relay.Deps{Store: d.st, Deliver: dl, Resolver: res, Log: d.log.With("component", "relay")})
+	}, relay.Deps{Store: d.st, Deliver: dl, Resolver: res, Log: d.log.With("component", "relay"),
+		Signer: msgauth.NewSigner(cfg.DataDir), Dial: relayDialer(cfg.Listen.SMTP)})
 	if err != nil {
 		return err
 	}

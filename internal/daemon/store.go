@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/ternmail/tern/internal/config"
@@ -38,4 +40,32 @@ func OpenStore(cfg config.Config, log *slog.Logger) (store.Store, error) {
 		return st, nil
 	}
 	return nil, fmt.Errorf("store.driver: %q is not %q or %q", cfg.Store.Driver, config.DriverSQLite, config.DriverPostgres)
+}
+
+// LockDataDir takes the lock tern serve holds on its data directory, for
+// a command that must not run beside a server (tern migrate); the error
+// wraps ErrRunning when one holds it.
+func LockDataDir(dir string) (release func(), err error) {
+	f, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+// relayNode names this node's queue leases. On a shared PostgreSQL store
+// every node must have its own name, the same across its restarts: the
+// host name alone would let two nodes on one host take each other's live
+// leases at start (relay.Config.Node), so the data directory is added.
+// With SQLite, one node per data directory, the relay's default stands.
+func relayNode(cfg config.Config) string {
+	if cfg.Store.Driver != config.DriverPostgres {
+		return ""
+	}
+	host, _ := os.Hostname()
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		dir = cfg.DataDir
+	}
+	return host + ":" + dir
 }

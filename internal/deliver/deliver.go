@@ -68,6 +68,10 @@ type Message struct {
 	DSN        store.DSN
 	Notify     map[string]string // RFC 3461 NOTIFY per recipient address
 	Body       io.Reader         // the whole message, with any trace headers already prepended
+	// Junk files the local copies into each account's "Junk" mailbox
+	// instead of INBOX (a DMARC quarantine, RFC 7489 §6.3, decided by
+	// the MX); an account without a Junk mailbox gets the copy in INBOX.
+	Junk bool
 }
 
 // New returns a Deliverer writing into st.
@@ -242,11 +246,15 @@ func (d *Deliverer) Deliver(ctx context.Context, m *Message) error {
 	var remote []store.QueueRecipient
 	seenAcct := map[int64]bool{}
 	seenRemote := map[string]bool{}
+	mailbox := "INBOX"
+	if m.Junk {
+		mailbox = "Junk"
+	}
 	for _, rc := range m.Recipients {
 		for _, id := range rc.Accounts {
 			if !seenAcct[id] {
 				seenAcct[id] = true
-				local = append(local, store.Target{AccountID: id, Mailbox: "INBOX"})
+				local = append(local, store.Target{AccountID: id, Mailbox: mailbox})
 			}
 		}
 		for _, addr := range rc.Remote {
@@ -263,14 +271,23 @@ func (d *Deliverer) Deliver(ctx context.Context, m *Message) error {
 	if err != nil {
 		return err
 	}
-	_, err = d.st.Deliver(ctx, &store.Delivery{
+	del := &store.Delivery{
 		Blob: blob, Info: info, From: m.From,
 		Local: local, Remote: remote, DSN: m.DSN,
 		// A recipient at its quota was refused at RCPT by Resolve; a
 		// message that only now pushes an account past it is accepted,
 		// since refusing one recipient here would fail them all.
 		EnforceQuota: false,
-	})
+	}
+	_, err = d.st.Deliver(ctx, del)
+	if m.Junk && errors.Is(err, store.ErrNoSuchMailbox) {
+		// Someone deleted their Junk: INBOX rather than nothing. The
+		// failed delivery left nothing behind (store contract).
+		for i := range local {
+			local[i].Mailbox = "INBOX"
+		}
+		_, err = d.st.Deliver(ctx, del)
+	}
 	if err != nil {
 		return fmt.Errorf("deliver: %w", err)
 	}

@@ -118,6 +118,18 @@ func (r *Relay) try(ctx context.Context, e store.QueueEntry, log *slog.Logger, e
 	defer body.Close()
 	env := envelope{from: e.From, size: body.Size(), ret: e.DSN.Ret, envID: e.DSN.EnvID,
 		utf8: needsUTF8(e, body)}
+	if r.deps.Signer != nil {
+		// Signed at each attempt rather than once at submission, so a
+		// key rotated meanwhile signs, and the stored copy stays as
+		// written (RFC 6376 §5: the signer may be any MTA on the way).
+		sigs, err := r.deps.Signer.Sign(body, body.Size())
+		if err != nil {
+			log.Error("DKIM signing failed", "err", err)
+			return all(temporary, "4.3.0", "", "DKIM signing failed: "+err.Error())
+		}
+		env.prefix = sigs
+		env.size += int64(len(sigs))
+	}
 	for _, rc := range e.Recipients {
 		env.rcpts = append(env.rcpts, rcpt{addr: rc.Address, notify: rc.Notify, orcpt: rc.ORcpt})
 	}
@@ -207,7 +219,7 @@ func (r *Relay) sendOnce(ctx context.Context, host string, addr netip.Addr, env 
 		r.pool.put(key, c, sec)
 		return nil, "", err
 	}
-	replies, err := c.send(ctx, env, io.NewSectionReader(body, 0, body.Size()))
+	replies, err := c.send(ctx, env, io.MultiReader(bytes.NewReader(env.prefix), io.NewSectionReader(body, 0, body.Size())))
 	if err != nil {
 		c.quit()
 		return nil, "", err

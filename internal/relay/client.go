@@ -245,6 +245,9 @@ type envelope struct {
 	utf8  bool   // SMTPUTF8 needed (RFC 6531)
 	ret   string // RFC 3461
 	envID string
+	// prefix is header fields sent before the stored message
+	// (DKIM-Signature); size counts them.
+	prefix []byte
 }
 
 type rcpt struct{ addr, notify, orcpt string }

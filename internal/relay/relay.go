@@ -16,6 +16,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -131,6 +132,14 @@ type Deps struct {
 	Now func() time.Time
 	// Dial opens connections (default a net.Dialer).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Signer, when set, DKIM-signs each message as it is sent.
+	Signer Signer
+}
+
+// Signer returns header fields to prepend to a message (msgauth.Signer):
+// DKIM signatures, or nil when it has no key for the message.
+type Signer interface {
+	Sign(msg io.ReaderAt, size int64) ([]byte, error)
 }
 
 // Relay is the outbound worker. Start it with Start, stop it with

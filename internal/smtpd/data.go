@@ -16,6 +16,7 @@ import (
 
 	"github.com/ternmail/tern/internal/accounts"
 	"github.com/ternmail/tern/internal/deliver"
+	"github.com/ternmail/tern/internal/msgauth"
 	"github.com/ternmail/tern/internal/store"
 )
 
@@ -99,13 +100,50 @@ func (s *session) Data(r io.Reader) error {
 		Recipients: tx.rcpts,
 		DSN:        tx.dsn,
 		Notify:     tx.notify,
-		Body:       io.MultiReader(bytes.NewReader(pre.Bytes()), bytes.NewReader(hdr), body),
 	}
+	if s.needsCheck() {
+		sp := &spool{}
+		defer sp.close()
+		if err := sp.fill(body); err != nil {
+			return s.dataError(err, size, lines)
+		}
+		res, err := s.srv.checker.Check(s.ctx, msgauth.Envelope{IP: s.conn.remote, Helo: tx.helo, MailFrom: tx.from},
+			io.MultiReader(bytes.NewReader(hdr), sp.reader()))
+		if err != nil {
+			s.logger().Error("authenticating message", "err", err)
+			return replyTempFailure
+		}
+		s.logger().Info("authenticated message", "id", id, "spf", res.SPF, "dmarc", res.DMARC, "action", res.Action.String())
+		if res.Action == msgauth.Reject {
+			return reply(550, 5, 7, 1, res.Reason)
+		}
+		msg.Junk = res.Action == msgauth.Junk
+		pre.WriteString(res.Header)
+		body = sp.reader()
+	}
+	// RFC 8601 §5: only we speak for our name.
+	hdr = msgauth.StripForged(hdr, s.srv.cfg.Hostname)
+	msg.Body = io.MultiReader(bytes.NewReader(pre.Bytes()), bytes.NewReader(hdr), body)
 	if err := s.srv.deliver.Deliver(s.ctx, msg); err != nil {
 		return s.dataError(err, size, lines)
 	}
 	s.logger().Debug("message accepted", "id", id, "from", tx.from, "rcpts", len(tx.rcpts), "size", size.n)
 	return nil
+}
+
+// needsCheck reports whether the message is authenticated before
+// delivery: on the MX, with a Checker, from a client outside the trusted
+// networks.
+func (s *session) needsCheck() bool {
+	if s.srv.cfg.Mode != MX || s.srv.checker == nil {
+		return false
+	}
+	for _, p := range s.srv.cfg.TrustedNetworks {
+		if p.Contains(s.conn.remote) {
+			return false
+		}
+	}
+	return true
 }
 
 // dataError maps a failed delivery to its reply. The readers' own errors

@@ -19,8 +19,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +32,7 @@ import (
 	"github.com/ternmail/tern/internal/auth"
 	"github.com/ternmail/tern/internal/deliver"
 	"github.com/ternmail/tern/internal/limits"
+	"github.com/ternmail/tern/internal/msgauth"
 	"github.com/ternmail/tern/internal/store"
 )
 
@@ -97,6 +100,9 @@ type Config struct {
 	// WriteTimeout bounds writing one reply (default 1m; RFC 5321 gives
 	// no server value, a reply is a few hundred bytes).
 	WriteTimeout time.Duration
+	// TrustedNetworks are clients whose mail the MX does not
+	// authenticate (Deps.Checker): this host's own programs, typically.
+	TrustedNetworks []netip.Prefix
 	// GreetDelay, when positive, holds the banner that long on plain
 	// connections and refuses clients that talk before it (RFC 5321
 	// §4.3.1: the client waits for the greeting). Zero sends the banner
@@ -160,6 +166,14 @@ type Deps struct {
 	Deliver *deliver.Deliverer
 	Auth    *auth.Authenticator
 	Log     *slog.Logger
+	// Checker, when set, authenticates what arrives on the MX (SPF,
+	// DKIM, DMARC) before it is delivered; see data.go.
+	Checker Checker
+}
+
+// Checker authenticates a received message (msgauth.Checker).
+type Checker interface {
+	Check(ctx context.Context, env msgauth.Envelope, msg io.Reader) (*msgauth.Result, error)
 }
 
 // Server is one SMTP door. It may serve several listeners (587 and 465
@@ -169,6 +183,7 @@ type Server struct {
 	st      store.Store
 	deliver *deliver.Deliverer
 	auth    *auth.Authenticator
+	checker Checker
 	log     *slog.Logger
 	smtp    *smtp.Server
 	limiter *limits.ConnLimiter
@@ -203,6 +218,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		st:      deps.Store,
 		deliver: deps.Deliver,
 		auth:    deps.Auth,
+		checker: deps.Checker,
 		log:     log.With("mode", cfg.Mode.String()),
 		limiter: limits.NewConnLimiter(max(cfg.MaxConns, 0), max(cfg.MaxConnsPerIP, 0)),
 		conns:   make(map[*conn]struct{}),

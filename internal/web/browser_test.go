@@ -100,7 +100,7 @@ func newBrowser(t *testing.T, base string) *browserEnv {
 // do runs steps with a timeout.
 func (b *browserEnv) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		b.shot("failed-" + strings.ReplaceAll(what, " ", "-"))
@@ -135,7 +135,7 @@ func (b *browserEnv) shot(name string) {
 // waitText waits until the page's body text contains s.
 func (b *browserEnv) waitText(what, s string) {
 	b.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		if strings.Contains(b.eval("document.body ? document.body.innerText : ''"), s) {
 			return
@@ -261,7 +261,7 @@ func browserLive(t *testing.T, e *env, b *browserEnv) {
 	if m := b.eval(`String(window.ternMarker)`); m != "same page" {
 		t.Errorf("the page was reloaded (marker %q)", m)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for b.eval(`document.querySelector('[data-unseen] .n').textContent`) != "1" && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -301,7 +301,7 @@ Content-Type: text/html; charset=utf-8
 	}
 	b.shot("08-hostile-blocked")
 	b.do("show images", chromedp.Click(chromedp.ID("show-images")), chromedp.WaitVisible(chromedp.CSS(`iframe.body`)))
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for !contains(tr.seen(), "/pixel.gif") && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -327,7 +327,7 @@ func contains(list []string, s string) bool {
 // waitFile waits for a download to complete and returns its bytes.
 func waitFile(t *testing.T, path string, size int64) []byte {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		fi, err := os.Stat(path)
 		if err == nil && fi.Size() >= size {

@@ -147,16 +147,11 @@ func (s *Server) composePost(w http.ResponseWriter, r *http.Request, u *userCtx)
 		kept, err = s.keptAttachments(ctx, u.acct.ID, &f)
 		files = append(kept, files...)
 	}
-	var msgErr error
-	if err == nil {
-		if send {
-			msgErr = s.send(ctx, u, &f, files)
-		} else {
-			msgErr = s.saveDraft(ctx, u, &f, files)
-		}
-	}
-	if err == nil {
-		err = msgErr
+	notice := "Draft saved."
+	if err == nil && send {
+		notice, err = s.send(ctx, u, &f, files)
+	} else if err == nil {
+		err = s.saveDraft(ctx, u, &f, files)
 	}
 	var ue *userError
 	switch {
@@ -180,15 +175,14 @@ func (s *Server) composePost(w http.ResponseWriter, r *http.Request, u *userCtx)
 			}
 		}
 	}
+	u.sess.setFlash(notice, false)
 	if send {
-		u.sess.setFlash("Message sent.", false)
 		sent, err := s.specialMailbox(ctx, u.acct.ID, store.SpecialSent, "Sent")
 		if err == nil {
 			http.Redirect(w, r, mailboxURL(sent.ID, "", "", 1), http.StatusSeeOther)
 			return
 		}
 	} else {
-		u.sess.setFlash("Draft saved.", false)
 		drafts, err := s.specialMailbox(ctx, u.acct.ID, store.SpecialDrafts, "Drafts")
 		if err == nil {
 			http.Redirect(w, r, mailboxURL(drafts.ID, "", "", 1), http.StatusSeeOther)
@@ -287,25 +281,25 @@ func recipientsOf(f *composeForm) (to, cc, bcc []*mail.Address, err error) {
 // send submits the message the same way SMTP submission does: the sender
 // checked with CanSendAs, each recipient resolved (local, or remote when
 // relaying is on), Date and Message-ID added, deliver.Deliver, then a copy
-// appended to Sent with \Seen.
-func (s *Server) send(ctx context.Context, u *userCtx, f *composeForm, files []outAttachment) error {
+// appended to Sent with \Seen. It returns the notice to show.
+func (s *Server) send(ctx context.Context, u *userCtx, f *composeForm, files []outAttachment) (string, error) {
 	to, cc, bcc, err := recipientsOf(f)
 	if err != nil {
-		return err
+		return "", err
 	}
 	all := slices.Concat(to, cc, bcc)
 	if len(all) == 0 {
-		return &userError{"Add at least one recipient."}
+		return "", &userError{"Add at least one recipient."}
 	}
 	from, err := s.checkFrom(ctx, u.acct, f.From)
 	if err != nil {
-		return err
+		return "", err
 	}
 	var rcpts []deliver.Recipient
 	for _, a := range all {
 		rc, err := s.resolve(ctx, a.Address)
 		if err != nil {
-			return err
+			return "", err
 		}
 		rcpts = append(rcpts, rc)
 	}
@@ -316,30 +310,30 @@ func (s *Server) send(ctx context.Context, u *userCtx, f *composeForm, files []o
 	}
 	wire := out.bytes(false)
 	if int64(len(wire)) > s.cfg.MaxMessageBytes {
-		return &userError{"The message is too large: the limit is " + formatSize(s.cfg.MaxMessageBytes) + "."}
+		return "", &userError{"The message is too large: the limit is " + formatSize(s.cfg.MaxMessageBytes) + "."}
 	}
 	trace := s.traceHeaders(from.Address, rcpts, u.remote)
 	err = s.deliver.Deliver(ctx, &deliver.Message{From: from.Address, Recipients: rcpts,
 		Body: io.MultiReader(strings.NewReader(trace), bytes.NewReader(wire))})
 	switch {
 	case errors.Is(err, deliver.ErrRelayUnavailable):
-		return &userError{"This server does not send mail to other domains (relaying is off)."}
+		return "", &userError{"This server does not send mail to other domains (relaying is off)."}
 	case errors.Is(err, store.ErrTooBig):
-		return &userError{"The message is too large: the limit is " + formatSize(s.cfg.MaxMessageBytes) + "."}
+		return "", &userError{"The message is too large: the limit is " + formatSize(s.cfg.MaxMessageBytes) + "."}
 	case err != nil:
-		return err
+		return "", err
 	}
 	s.log.Info("web send", "user", u.acct.Address, "from", from.Address, "rcpts", len(rcpts), "size", len(wire))
+	s.markSource(ctx, u, f)
 	// The Sent copy keeps Bcc, like other clients'.
 	if _, err := s.deliver.Append(ctx, u.acct.ID, s.mailboxName(ctx, u.acct.ID, store.SpecialSent, "Sent"),
 		[]string{store.FlagSeen}, time.Time{}, bytes.NewReader(out.bytes(true))); err != nil {
-		// The message is sent; losing the Sent copy must not make the
-		// user send it again.
+		// The message is sent; a lost Sent copy must not make the user
+		// send it again.
 		s.log.Error("web send: saving to Sent", "user", u.acct.Address, "err", err)
-		u.sess.setFlash("Message sent, but it could not be saved to Sent.", true)
+		return "Message sent, but it could not be saved to Sent.", nil
 	}
-	s.markSource(ctx, u, f)
-	return nil
+	return "Message sent.", nil
 }
 
 // markSource flags the message replied to or forwarded.

@@ -248,7 +248,10 @@ func atoiOr(s string, def int) int {
 var errBadAction = errors.New("unknown action")
 
 func (s *Server) actionError(w http.ResponseWriter, r *http.Request, u *userCtx, back string, err error) {
+	var ue *userError
 	switch {
+	case errors.As(err, &ue):
+		u.sess.setFlash(ue.msg, true)
 	case errors.Is(err, errBadAction), errors.Is(err, store.ErrNoSuchMailbox):
 		u.sess.setFlash("That action is not possible.", true)
 	case errors.Is(err, store.ErrQuota):
@@ -276,6 +279,9 @@ func (s *Server) apply(ctx context.Context, u *userCtx, mb store.Mailbox, uids [
 	case "unflag":
 		return flag(store.FlagsRemove, store.FlagFlagged, "Flag removed.")
 	case "move":
+		if dest == "" {
+			return "", &userError{"Choose a mailbox to move to."}
+		}
 		dst, err := s.findMailbox(ctx, u.acct.ID, dest)
 		if err != nil {
 			return "", err

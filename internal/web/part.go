@@ -63,7 +63,16 @@ type attachment struct {
 	Path string // as partByPath reads it
 	Name string
 	Type string
-	Size int64 // encoded size: an estimate of what downloads
+	Size int64 // an estimate of the decoded size
+}
+
+// decodedSize estimates a part's size once decoded, without reading it:
+// base64 carries 57 bytes in each 78-byte line (RFC 2045 §6.8).
+func decodedSize(p *msginfo.Part) int64 {
+	if strings.EqualFold(p.Encoding, "BASE64") {
+		return p.Size() * 57 / 78
+	}
+	return p.Size()
 }
 
 // bodyParts walks the MIME tree for what to show: the richest
@@ -148,7 +157,7 @@ func attachments(root *msginfo.Part) []attachment {
 		if p.Type == "text" && (p.Subtype == "plain" || p.Subtype == "html") && !isAttachment(p) {
 			return
 		}
-		a := attachment{Path: path, Name: partName(p), Type: p.Type + "/" + p.Subtype, Size: p.Size()}
+		a := attachment{Path: path, Name: partName(p), Type: p.Type + "/" + p.Subtype, Size: decodedSize(p)}
 		if a.Path == "" {
 			a.Path = "0"
 		}

@@ -25,6 +25,8 @@ type pageData struct {
 	Mailboxes []mailboxView
 	Current   int64 // the mailbox shown, for the navigation
 	Flash     flash
+	Used      int64 // bytes the account's messages take
+	Quota     int64 // 0: none
 }
 
 // mailboxView is one entry of the mailbox navigation.
@@ -67,6 +69,7 @@ func (s *Server) page(ctx context.Context, u *userCtx, title string, current int
 	return pageData{
 		Title: title, User: u.acct.Address, Admin: u.acct.Admin, CSRF: u.sess.csrf,
 		Mailboxes: mbs, Current: current, Flash: u.sess.popFlash(),
+		Used: u.acct.UsedBytes, Quota: u.acct.QuotaBytes,
 	}, nil
 }
 

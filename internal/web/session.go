@@ -154,10 +154,3 @@ func (ss *sessions) evictOldestLocked() {
 		delete(ss.byID, oldest.id)
 	}
 }
-
-// len reports the number of sessions held, for tests.
-func (ss *sessions) len() int {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	return len(ss.byID)
-}

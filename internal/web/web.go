@@ -41,6 +41,7 @@ import (
 	"github.com/ternmail/tern/internal/accounts"
 	"github.com/ternmail/tern/internal/auth"
 	"github.com/ternmail/tern/internal/deliver"
+	"github.com/ternmail/tern/internal/limits"
 	"github.com/ternmail/tern/internal/store"
 )
 
@@ -59,6 +60,8 @@ const (
 	DefaultSessionLifetime = 24 * time.Hour
 	DefaultMaxSessions     = 10000
 	DefaultMaxMessageBytes = 25 << 20
+	DefaultMaxConns        = 1000
+	DefaultMaxConnsPerIP   = 50
 )
 
 // pageSize is the number of messages a list page shows.
@@ -82,6 +85,11 @@ type Config struct {
 	// MaxSessions bounds the sessions held in memory; the least recently
 	// used is dropped past it (default DefaultMaxSessions).
 	MaxSessions int
+	// MaxConns and MaxConnsPerIP cap open connections in total and per
+	// client network (defaults DefaultMaxConns, DefaultMaxConnsPerIP). A
+	// browser opens about six per server, one of them held by the event
+	// stream of each tab.
+	MaxConns, MaxConnsPerIP int
 }
 
 // Deps are the services the door uses. All but Log are required; a nil
@@ -104,6 +112,7 @@ type Server struct {
 	log      *slog.Logger
 	tmpl     map[string]*template.Template
 	sessions *sessions
+	limiter  *limits.ConnLimiter
 	policies policies
 	now      func() time.Time
 	handler  http.Handler
@@ -128,7 +137,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, errors.New("web: Deps.Accounts is nil")
 	case cfg.Hostname == "":
 		return nil, errors.New("web: Config.Hostname is empty")
-	case cfg.MaxMessageBytes < 0 || cfg.SessionIdle < 0 || cfg.SessionLifetime < 0 || cfg.MaxSessions < 0:
+	case cfg.MaxMessageBytes < 0 || cfg.SessionIdle < 0 || cfg.SessionLifetime < 0 || cfg.MaxSessions < 0 ||
+		cfg.MaxConns < 0 || cfg.MaxConnsPerIP < 0:
 		return nil, errors.New("web: negative limit in Config")
 	}
 	if cfg.MaxMessageBytes == 0 {
@@ -143,6 +153,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.MaxSessions == 0 {
 		cfg.MaxSessions = DefaultMaxSessions
 	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxConnsPerIP == 0 {
+		cfg.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
 	log := deps.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -155,6 +171,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		cfg: cfg, st: deps.Store, deliver: deps.Deliver, auth: deps.Auth,
 		accounts: deps.Accounts, log: log, tmpl: tmpl,
 		policies: newPolicies(),
+		limiter:  limits.NewConnLimiter(cfg.MaxConns, cfg.MaxConnsPerIP),
 		now:      time.Now,
 		done:     make(chan struct{}),
 	}
@@ -178,26 +195,29 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 func (s *Server) closeDone() { s.doneOnce.Do(func() { close(s.done) }) }
 
-// Handler returns the server's HTTP handler, for tests.
-func (s *Server) Handler() http.Handler { return s.handler }
-
 // Serve accepts plain HTTP connections on ln. It returns ErrServerClosed
 // after Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error {
+	return s.http.Serve(&limitedListener{Listener: ln, lim: s.limiter})
+}
 
 // ServeTLS accepts HTTPS connections on ln; it needs Config.TLS.
 func (s *Server) ServeTLS(ln net.Listener) error {
 	if s.cfg.TLS == nil {
 		return errors.New("web: ServeTLS needs Config.TLS")
 	}
-	return s.http.ServeTLS(ln, "", "")
+	return s.http.ServeTLS(&limitedListener{Listener: ln, lim: s.limiter}, "", "")
 }
 
 // Shutdown stops accepting, ends event streams and waits for requests in
-// flight until ctx ends.
+// flight until ctx ends; then it closes the connections still open.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeDone()
-	return s.http.Shutdown(ctx)
+	err := s.http.Shutdown(ctx)
+	if err != nil {
+		s.http.Close()
+	}
+	return err
 }
 
 // routes builds the handler tree. Every response gets the security

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -687,5 +688,53 @@ func TestBccHiddenAndTrace(t *testing.T) {
 	}
 	if sent := read(e.messages(e.alice, "Sent")[0]); !strings.Contains(sent, "Bcc: alice@example.test") {
 		t.Errorf("Sent copy lacks Bcc:\n%s", sent)
+	}
+}
+
+func TestConnLimitAndShutdown(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	srv, err := New(Config{Hostname: "mail.example.test", MaxConnsPerIP: 2},
+		Deps{Store: e.st, Deliver: e.del, Auth: e.srv.auth, Accounts: e.srv.accounts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	var conns []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	// The third connection is closed unanswered; the first two work.
+	conns[2].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := conns[2].Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("third connection: read %d, %v; want EOF", n, err)
+	}
+	fmt.Fprintf(conns[0], "GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	res, err := http.ReadResponse(bufio.NewReader(conns[0]), nil)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("first connection: %v %v", res, err)
+	}
+	// A connection that never sends a request is closed by Shutdown once
+	// its context ends.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != context.DeadlineExceeded {
+		t.Errorf("Shutdown = %v, want the deadline (an idle new connection)", err)
+	}
+	conns[1].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conns[1].Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("idle connection after Shutdown: %v, want EOF", err)
+	}
+	if err := <-served; err != ErrServerClosed {
+		t.Errorf("Serve returned %v", err)
 	}
 }

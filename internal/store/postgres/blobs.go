@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/ternmail/tern/internal/msginfo"
 	"github.com/ternmail/tern/internal/store"
 )
 
@@ -114,66 +112,63 @@ func validBlobID(id string) bool {
 	return true
 }
 
-// addBlobRefs records n more references to b and returns its row id. A
-// body already stored only has its count raised; otherwise it is
-// inserted, with its data, in this transaction. Blob rows are the last in
-// the lock order: call it after locking accounts and mailboxes.
-func (w *wtx) addBlobRefs(b *store.Blob, info *msginfo.Info, n int) (int64, error) {
+// sqlAddBlob records references to a body: the conflict on its hash
+// adds them to a body stored already (or inserted first by a concurrent
+// delivery of the same body); otherwise the body is inserted with its
+// data. The data goes with every delivery: a second delivery of a body
+// is rare enough that a look-up first would cost more round trips than
+// the bytes it saves.
+const sqlAddBlob = `INSERT INTO blobs (sha, size, refcount, data, info) VALUES ($1, $2, $3, $4, $5)
+	ON CONFLICT (sha) DO UPDATE SET refcount = blobs.refcount + excluded.refcount, info = coalesce(blobs.info, excluded.info)`
+
+// blobData returns the body of a spooled blob, from memory or from its
+// spool file.
+func (w *wtx) blobData(b *store.Blob) ([]byte, error) {
 	if b == nil || !validBlobID(b.ID) {
-		return 0, fmt.Errorf("%w: bad blob", store.ErrInvalid)
-	}
-	sha, _ := hex.DecodeString(b.ID)
-	var infoJSON *string
-	if info != nil {
-		j, err := json.Marshal(info)
-		if err != nil {
-			return 0, fmt.Errorf("encode message info: %w", err)
-		}
-		infoJSON = new(string(j))
-	}
-	if b.Path != "" {
-		// Once committed the body is in the database; a later Deliver of
-		// the same Blob finds it there by its hash.
-		w.afterCommit(func() { os.Remove(b.Path) })
-	}
-	var id int64
-	err := w.queryRow(`UPDATE blobs SET refcount = refcount + $2, info = coalesce(info, $3)
-		WHERE sha = $1 RETURNING id`, sha, n, infoJSON).Scan(&id)
-	if err == nil {
-		return id, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("add blob reference: %w", err)
+		return nil, fmt.Errorf("%w: bad blob", store.ErrInvalid)
 	}
 	data := b.Data
 	if b.Path != "" {
+		var err error
 		if data, err = os.ReadFile(b.Path); err != nil {
-			return 0, fmt.Errorf("blob %s: %w", b.ID, err)
+			if errors.Is(err, os.ErrNotExist) {
+				// Delivered before (its file went at that commit): the
+				// body is stored, if not collected since.
+				return w.storedBody(b)
+			}
+			return nil, fmt.Errorf("blob %s: %w", b.ID, err)
 		}
 	}
 	if int64(len(data)) != b.Size {
-		return 0, fmt.Errorf("%w: blob data length %d, size %d", store.ErrInvalid, len(data), b.Size)
+		return nil, fmt.Errorf("%w: blob data length %d, size %d", store.ErrInvalid, len(data), b.Size)
 	}
 	if data == nil {
 		data = []byte{} // bytea NOT NULL
 	}
-	// A concurrent delivery of the same new body may insert it first.
-	err = w.queryRow(`INSERT INTO blobs (sha, size, refcount, data, info) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (sha) DO UPDATE SET refcount = blobs.refcount + excluded.refcount, info = coalesce(blobs.info, excluded.info)
-		RETURNING id`, sha, b.Size, n, data, infoJSON).Scan(&id)
-	if err != nil {
-		return 0, fmt.Errorf("add blob: %w", err)
+	return data, nil
+}
+
+// storedBody reads a body back from the database.
+func (w *wtx) storedBody(b *store.Blob) ([]byte, error) {
+	sha, _ := hex.DecodeString(b.ID)
+	var data []byte
+	err := w.queryRow(`SELECT data FROM blobs WHERE sha = $1`, sha).Scan(&data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("blob %s: spool file and stored body gone: %w", b.ID, store.ErrNotFound)
 	}
-	return id, nil
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", b.ID, err)
+	}
+	return data, nil
 }
 
 // releaseMessages drops the blob references and account usage of the
 // messages selected by where (a condition on messages m), before the
 // caller deletes them. The caller holds the accounts' and mailboxes'
-// locks; the blobs' are taken here, in id order.
+// locks; the blobs' are taken here, in hash order.
 func (w *wtx) releaseMessages(where string, args ...any) error {
 	_, err := w.exec(`SELECT 1 FROM blobs WHERE id IN (SELECT m.blob_id FROM messages m WHERE `+where+`)
-		ORDER BY id FOR NO KEY UPDATE`, args...)
+		ORDER BY sha FOR NO KEY UPDATE`, args...)
 	if err != nil {
 		return fmt.Errorf("lock blobs: %w", err)
 	}

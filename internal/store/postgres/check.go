@@ -45,6 +45,11 @@ func (s *Store) Check(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("check: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	return checkIn(ctx, tx)
+}
+
+// checkIn runs the invariants' queries in tx.
+func checkIn(ctx context.Context, tx pgx.Tx) ([]string, error) {
 	var problems []string
 	for _, inv := range invariants {
 		found, err := collect[string](tx.Query(ctx, inv.query))

@@ -3,9 +3,11 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -122,24 +124,79 @@ func groupByDomain(rcpts []store.QueueRecipient) ([]queueGroup, error) {
 
 const (
 	sqlChargeAccount = `UPDATE accounts SET used_bytes = used_bytes + $1 WHERE id = $2 RETURNING used_bytes, quota_bytes`
-	sqlNextUID       = `UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
-		WHERE account_id = $1 AND name = $2 RETURNING id, uidvalidity, uidnext - 1, highestmodseq`
-	sqlInsertMessage = `INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, blob_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+	// sqlFile takes the mailbox's next UID and MODSEQ and files the
+	// message under them. The mailbox row stays locked until the commit:
+	// the writers of one mailbox take turns.
+	sqlFile = `WITH b AS (
+			UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+			WHERE account_id = $1 AND name = $2 RETURNING id, uidvalidity, uidnext - 1 AS uid, highestmodseq)
+		INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, blob_id)
+		SELECT id, uid, highestmodseq, $3, $4, $5, $6, (SELECT id FROM blobs WHERE sha = $7) FROM b
+		RETURNING mailbox_id, (SELECT uidvalidity FROM b), uid`
+	sqlQueue = `WITH q AS (
+			INSERT INTO queue (blob_id, mail_from, domain, recipients, dsn_ret, dsn_envid, next_attempt, created)
+			VALUES ((SELECT id FROM blobs WHERE sha = $1), $2, $3, $4, $5, $6, $7, $7) RETURNING id)
+		INSERT INTO events (queue_id, time, kind, detail) SELECT id, $7, 'queued', $8 FROM q`
 )
 
-// deliver runs in the transaction; targets are in lock order.
+// deliver runs in the transaction; targets are in lock order. Its
+// statements go to the server in one pipeline, one round trip whatever
+// the number of targets: the locks it takes (accounts, then the body,
+// then the mailboxes) are held for that round trip and the commit's, not
+// for one round trip per statement. A refusal found in the results
+// (quota, a missing mailbox) fails the transaction, which undoes what
+// the statements after it did.
 func (w *wtx) deliver(d *store.Delivery, targets []target, queue []queueGroup) ([]store.Delivered, error) {
+	body, err := w.blobData(d.Blob)
+	if err != nil {
+		return nil, err
+	}
+	var infoJSON *string
+	if d.Info != nil {
+		j, err := json.Marshal(d.Info)
+		if err != nil {
+			return nil, fmt.Errorf("encode message info: %w", err)
+		}
+		infoJSON = new(string(j))
+	}
+	sha, _ := hex.DecodeString(d.Blob.ID)
+	var b pgx.Batch
 	// Charge each account once with everything this delivery adds to it;
 	// the UPDATE takes the account's lock.
+	var charged []int64
 	for i := 0; i < len(targets); {
 		id := targets[i].account
 		j := i
 		for j < len(targets) && targets[j].account == id {
 			j++
 		}
+		b.Queue(sqlChargeAccount, int64(j-i)*d.Blob.Size, id)
+		charged = append(charged, id)
+		i = j
+	}
+	b.Queue(sqlAddBlob, sha, d.Blob.Size, len(targets)+len(queue), body, infoJSON)
+	for _, t := range targets {
+		b.Queue(sqlFile, t.account, t.mailbox, t.bits, t.keywords, t.date, d.Blob.Size, sha)
+	}
+	now := unixNano(w.s.now())
+	for _, q := range queue {
+		b.Queue(sqlQueue, sha, d.From, q.domain, q.recipients, cleanText(d.DSN.Ret), cleanText(d.DSN.EnvID), now, "to "+q.domain)
+	}
+	if len(charged) > 0 {
+		ids := make([]string, len(charged))
+		w.notified = make(map[int64]bool, len(charged))
+		for i, id := range charged {
+			ids[i] = fmt.Sprintf("%s:%d", w.s.node, id)
+			w.touch(id)
+			w.notified[id] = true
+		}
+		b.Queue(sqlNotify, w.s.channel, ids)
+	}
+	br := w.tx.SendBatch(w.ctx, &b)
+	defer br.Close()
+	for _, id := range charged {
 		var used, quota int64
-		err := w.queryRow(sqlChargeAccount, int64(j-i)*d.Blob.Size, id).Scan(&used, &quota)
+		err := br.QueryRow().Scan(&used, &quota)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("account %d: %w", id, store.ErrNotFound)
 		}
@@ -149,20 +206,20 @@ func (w *wtx) deliver(d *store.Delivery, targets []target, queue []queueGroup) (
 		if d.EnforceQuota && quota > 0 && used > quota {
 			return nil, fmt.Errorf("account %d: %w", id, store.ErrQuota)
 		}
-		w.touch(id)
-		i = j
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("add blob: %w", err)
 	}
 	out := make([]store.Delivered, len(targets))
-	modseqs := make([]int64, len(targets))
-	for k, t := range targets {
+	for _, t := range targets {
 		dl := store.Delivered{AccountID: t.account}
 		var uidvalidity, uid int64
-		err := w.queryRow(sqlNextUID, t.account, t.mailbox).Scan(&dl.MailboxID, &uidvalidity, &uid, &modseqs[k])
+		err := br.QueryRow().Scan(&dl.MailboxID, &uidvalidity, &uid)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("account %d mailbox %q: %w", t.account, t.mailbox, store.ErrNoSuchMailbox)
 		}
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("file message: %w", err)
 		}
 		if uid > 1<<32-1 {
 			return nil, fmt.Errorf("%w: UIDs exhausted in mailbox %d", store.ErrInvalid, dl.MailboxID)
@@ -170,31 +227,23 @@ func (w *wtx) deliver(d *store.Delivery, targets []target, queue []queueGroup) (
 		dl.UIDValidity, dl.UID = uint32(uidvalidity), uint32(uid)
 		out[t.index] = dl
 	}
-	blobRow, err := w.addBlobRefs(d.Blob, d.Info, len(targets)+len(queue))
-	if err != nil {
-		return nil, err
-	}
-	for k, t := range targets {
-		dl := out[t.index]
-		_, err := w.exec(sqlInsertMessage,
-			dl.MailboxID, int64(dl.UID), modseqs[k], t.bits, t.keywords, t.date, d.Blob.Size, blobRow)
-		if err != nil {
-			return nil, fmt.Errorf("insert message: %w", err)
-		}
-	}
-	now := unixNano(w.s.now())
-	for _, q := range queue {
-		var id int64
-		err := w.queryRow(`INSERT INTO queue (blob_id, mail_from, domain, recipients, dsn_ret, dsn_envid, next_attempt, created)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id`,
-			blobRow, d.From, q.domain, q.recipients, cleanText(d.DSN.Ret), cleanText(d.DSN.EnvID), now).Scan(&id)
-		if err != nil {
+	for range queue {
+		if _, err := br.Exec(); err != nil {
 			return nil, fmt.Errorf("queue: %w", err)
 		}
-		if _, err := w.exec(`INSERT INTO events (queue_id, time, kind, detail) VALUES ($1, $2, 'queued', $3)`,
-			id, now, "to "+q.domain); err != nil {
-			return nil, fmt.Errorf("queue event: %w", err)
+	}
+	if len(charged) > 0 {
+		if _, err := br.Exec(); err != nil {
+			return nil, fmt.Errorf("notify: %w", err)
 		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, err
+	}
+	if d.Blob.Path != "" {
+		// Once committed the body is in the database; a later Deliver of
+		// the same Blob finds it there by its hash.
+		w.afterCommit(func() { os.Remove(d.Blob.Path) })
 	}
 	return out, nil
 }

@@ -68,7 +68,8 @@ var importTables = []importTable{
 var sqliteOnly = map[string][]string{"blobs": {"in_file"}}
 
 // ImportSQLite copies the SQLite store in dataDir into s, which must be
-// empty, in one transaction, then checks the result. Nothing may write to
+// empty, in one transaction that commits only if the copy passes Check's
+// invariants. Nothing may write to
 // dataDir meanwhile: stop tern serve first. progress, if not nil, is
 // called as the copy advances.
 func (s *Store) ImportSQLite(ctx context.Context, dataDir string, progress func(ImportProgress)) (ImportCounts, error) {
@@ -107,17 +108,22 @@ func (s *Store) ImportSQLite(ctx context.Context, dataDir string, progress func(
 			}
 			counts[t.name] = n
 		}
-		return w.importCounters(stx)
+		if err := w.importCounters(stx); err != nil {
+			return err
+		}
+		// Checked before the commit: a copy with problems is not kept.
+		problems, err := checkIn(w.ctx, w.tx)
+		if err != nil {
+			return fmt.Errorf("import: check: %w", err)
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("import: the copy would have %d problems (run tern check on the source), the first: %s",
+				len(problems), problems[0])
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	problems, err := s.Check(ctx)
-	if err != nil {
-		return counts, fmt.Errorf("import: check: %w", err)
-	}
-	if len(problems) > 0 {
-		return counts, fmt.Errorf("import: the copy has %d problems, the first: %s", len(problems), problems[0])
 	}
 	return counts, nil
 }

@@ -396,10 +396,10 @@ func (w *wtx) copyMessages(srcID int64, uids []int64, dstID int64, move bool) (s
 }
 
 // addMessageRefs adds one blob reference per listed message, locking the
-// blobs in id order.
+// blobs in hash order.
 func (w *wtx) addMessageRefs(mailboxID int64, uids []int64) error {
 	_, err := w.exec(`SELECT 1 FROM blobs WHERE id IN (SELECT blob_id FROM messages WHERE mailbox_id = $1 AND uid = ANY($2))
-		ORDER BY id FOR NO KEY UPDATE`, mailboxID, uids)
+		ORDER BY sha FOR NO KEY UPDATE`, mailboxID, uids)
 	if err != nil {
 		return fmt.Errorf("lock blobs: %w", err)
 	}

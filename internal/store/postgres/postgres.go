@@ -5,10 +5,16 @@
 // Each write is one PostgreSQL transaction on a pooled connection;
 // PostgreSQL already commits concurrent transactions with one WAL flush
 // (its own group commit), so there is no writer goroutine as in
-// store/sqlite. Concurrency is made safe by row locks taken in one global
-// order, which keeps the write paths free of deadlocks:
+// store/sqlite. Concurrency is made safe by row locks taken in an order
+// that keeps the write paths free of deadlocks:
 //
-//	accounts (by id) → mailboxes (by id) → blobs (by id) → queue rows
+//   - accounts first, by id. Every write that locks mailboxes (other than
+//     a lone flag change, which then waits for nothing) holds the
+//     account's lock already, so mailbox locks never close a cycle.
+//   - blobs last among shared rows, by SHA-256: a delivery adds to one
+//     body, an expunge or a copy to several, in hash order. A new body's
+//     insert waits only on another insert of the same hash.
+//   - a queue entry's row before its body's.
 //
 // UID and MODSEQ come from "UPDATE mailboxes SET uidnext = uidnext + 1 …
 // RETURNING", whose row lock serialises the writers of one mailbox until
@@ -179,6 +185,9 @@ type wtx struct {
 	ctx     context.Context
 	tx      pgx.Tx
 	touched map[int64]struct{} // accounts whose subscribers to signal
+	// notified are the touched accounts whose NOTIFY fn sent itself (a
+	// delivery pipelines them with its other statements).
+	notified map[int64]bool
 	after   []func()
 }
 
@@ -216,12 +225,14 @@ func (s *Store) writeOnce(ctx context.Context, fn func(w *wtx) error) (err error
 	if err := fn(w); err != nil {
 		return err
 	}
-	if len(w.touched) > 0 {
-		ids := make([]string, 0, len(w.touched))
-		for id := range w.touched {
+	var ids []string
+	for id := range w.touched {
+		if !w.notified[id] {
 			ids = append(ids, fmt.Sprintf("%s:%d", s.node, id))
 		}
-		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, id) FROM unnest($2::text[]) AS id`, s.channel, ids); err != nil {
+	}
+	if len(ids) > 0 {
+		if _, err := tx.Exec(ctx, sqlNotify, s.channel, ids); err != nil {
 			return fmt.Errorf("notify: %w", err)
 		}
 	}
@@ -236,6 +247,10 @@ func (s *Store) writeOnce(ctx context.Context, fn func(w *wtx) error) (err error
 	}
 	return nil
 }
+
+// sqlNotify signals the nodes listening on channel $1, one payload
+// "<node>:<account id>" per element of $2, when the transaction commits.
+const sqlNotify = `SELECT pg_notify($1, id) FROM unnest($2::text[]) AS id`
 
 // retryable reports whether PostgreSQL aborted the transaction for a
 // conflict that running it again resolves.

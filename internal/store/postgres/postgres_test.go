@@ -306,3 +306,37 @@ func TestConcurrentMixed(t *testing.T) {
 		t.Errorf("queue has %d entries, want %d", len(q), 6*25)
 	}
 }
+
+// TestRedeliverSpooledBlob delivers one large spooled body twice: its
+// spool file goes with the first commit, the second finds the stored
+// body; once collected, a third delivery fails cleanly.
+func TestRedeliverSpooledBlob(t *testing.T) {
+	s := openTest(t)
+	ctx := t.Context()
+	account := setupAccount(t, s)
+	body := strings.Repeat("large body line\r\n", 100000)
+	b, err := s.Spool(ctx, strings.NewReader(body), 10<<20)
+	if err != nil || b.Path == "" {
+		t.Fatalf("Spool: %+v %v", b, err)
+	}
+	to := []store.Target{{AccountID: account, Mailbox: "INBOX"}}
+	for range 2 {
+		if _, err := s.Deliver(ctx, &store.Delivery{Blob: b, Local: to}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(b.Path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("spool file after delivery: %v", err)
+	}
+	mb, _ := s.GetMailbox(ctx, account, "INBOX")
+	if _, err := s.Expunge(ctx, mb.ID, []uint32{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.CollectGarbage(ctx, 0); err != nil || n != 1 {
+		t.Fatalf("CollectGarbage: %d %v", n, err)
+	}
+	if _, err := s.Deliver(ctx, &store.Delivery{Blob: b, Local: to}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("delivery of a collected body: %v", err)
+	}
+	checkStore(t, s)
+}

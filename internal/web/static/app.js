@@ -4,6 +4,14 @@
 (function () {
   "use strict";
 
+  // Buttons and forms that destroy something ask first.
+  document.addEventListener("submit", function (ev) {
+    var msg = (ev.submitter && ev.submitter.dataset.confirm) || ev.target.dataset.confirm;
+    if (msg && !window.confirm(msg)) {
+      ev.preventDefault();
+    }
+  });
+
   // The server refuses a message over its size limit; say so before the
   // upload rather than after it.
   var compose = document.getElementById("compose");
@@ -56,8 +64,11 @@
     });
   }
 
-  function anyChecked() {
-    return list && list.querySelector('input[name="uid"]:checked') !== null;
+  // busy is true while the user works in the list: messages selected or
+  // keyboard focus inside it. Swapping the list then would lose their
+  // place, so only the notice is shown.
+  function busy() {
+    return list && (list.querySelector('input[name="uid"]:checked') !== null || list.contains(document.activeElement));
   }
 
   // refreshList fetches the page again and swaps in its message list, so
@@ -70,7 +81,7 @@
       }
       return;
     }
-    if (anyChecked()) {
+    if (busy()) {
       notice.hidden = false;
       return;
     }
@@ -84,7 +95,7 @@
       .then(function (html) {
         var doc = new DOMParser().parseFromString(html, "text/html");
         var fresh = doc.getElementById("list");
-        if (fresh && !anyChecked()) {
+        if (fresh && !busy()) {
           list.replaceChildren.apply(list, Array.prototype.slice.call(fresh.childNodes).map(function (n) {
             return document.importNode(n, true);
           }));

@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+)
+
+// progressBar shows how far a long command is. On a terminal it redraws
+// one line in place; written anywhere else (a log, a pipe) it prints a
+// line at each new stage and at each tenth of the way, so logs stay short.
+type progressBar struct {
+	w     io.Writer
+	tty   bool
+	start time.Time
+	stage string
+	shown int // tenths (not a terminal) or permille (terminal) last shown
+}
+
+const barWidth = 30
+
+func newProgressBar(w io.Writer) *progressBar {
+	f, ok := w.(*os.File)
+	return &progressBar{w: w, tty: ok && term.IsTerminal(int(f.Fd())), start: time.Now(), shown: -1}
+}
+
+// update shows done out of total in stage.
+func (p *progressBar) update(stage string, done, total int64) {
+	if total <= 0 {
+		total, done = 1, 1
+	}
+	frac := min(float64(done)/float64(total), 1)
+	if !p.tty {
+		tenth := int(frac * 10)
+		if stage == p.stage && tenth == p.shown {
+			return
+		}
+		p.stage, p.shown = stage, tenth
+		fmt.Fprintf(p.w, "%3d%%  %s\n", int(frac*100), stage)
+		return
+	}
+	permille := int(frac * 1000)
+	if stage == p.stage && permille == p.shown {
+		return
+	}
+	p.stage, p.shown = stage, permille
+	full := int(frac * barWidth)
+	bar := strings.Repeat("=", full)
+	if full < barWidth {
+		bar += ">" + strings.Repeat(" ", barWidth-full-1)
+	}
+	fmt.Fprintf(p.w, "\r[%s] %5.1f%%  %-12s %s ", bar, frac*100, stage, time.Since(p.start).Round(time.Second))
+}
+
+// finish ends the bar's line.
+func (p *progressBar) finish() {
+	if p.tty {
+		fmt.Fprintln(p.w)
+	}
+}
