@@ -1,10 +1,12 @@
 // Package certs provides the TLS configuration every door shares: a
-// certificate and key from files, or a self-signed certificate generated
-// once and kept in the data directory. Reload re-reads the files (SIGHUP)
+// certificate and key from files, a self-signed certificate generated
+// once and kept in the data directory, or certificates from an ACME CA
+// (acme.go). Reload re-reads the files (SIGHUP)
 // without dropping connections: new handshakes see the new certificate.
 package certs
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,12 +22,19 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/crypto/acme/autocert"
 )
 
 // Manager holds the current certificate.
 type Manager struct {
 	certFile, keyFile string
 	cur               atomic.Pointer[tls.Certificate]
+
+	// With ACME (acme.go), certificates come from there instead.
+	acme    *autocert.Manager
+	host    string
+	allowed func(ctx context.Context, host string) bool
 }
 
 // Open loads certFile and keyFile. When both are empty it uses
@@ -51,6 +60,9 @@ func Open(certFile, keyFile, dir, hostname string) (*Manager, error) {
 // Reload reads the certificate files again. On error the previous
 // certificate stays in use.
 func (m *Manager) Reload() error {
+	if m.acme != nil {
+		return nil // renewed by the ACME manager itself
+	}
 	c, err := tls.LoadX509KeyPair(m.certFile, m.keyFile)
 	if err != nil {
 		return fmt.Errorf("load certificate %s: %w", m.certFile, err)
@@ -67,7 +79,10 @@ func (m *Manager) CertFile() string { return m.certFile }
 func (m *Manager) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if m.acme != nil {
+				return m.getACME(hello)
+			}
 			return m.cur.Load(), nil
 		},
 	}

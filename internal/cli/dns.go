@@ -79,7 +79,7 @@ func cmdDNS(e *env, args []string) error {
 	}
 	help := map[string]string{
 		"records": "Print, as a zone-file snippet, every DNS record DOMAIN needs: MX, SPF,\nDKIM (every selector), DMARC, MTA-STS, TLS-RPT, SRV records for mail\nclients (RFC 6186) and the autoconfig/autodiscover names.",
-		"check": "Look up each record DOMAIN needs through [dns] nameserver and say, record\nby record, what is missing or wrong and the exact fix. Exits 1 when\nanything is.",
+		"check":   "Look up each record DOMAIN needs through [dns] nameserver and say, record\nby record, what is missing or wrong and the exact fix. Exits 1 when\nanything is.",
 	}
 	fs, path := flags(e, "dns "+sub, "[--config FILE] DOMAIN", help[sub])
 	if err := parseN(fs, rest, 1); err != nil {

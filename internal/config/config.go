@@ -76,6 +76,18 @@ type Listen struct {
 type TLS struct {
 	Cert string `toml:"cert"`
 	Key  string `toml:"key"`
+	// ACME obtains certificates for hostname and the mta-sts,
+	// autoconfig and autodiscover names of every domain from an ACME CA
+	// instead (RFC 8555); the CA validates names on the https listener
+	// (TLS-ALPN-01), which must be reachable on port 443.
+	ACME bool `toml:"acme"`
+	// ACMEDirectory is the CA's directory URL (default Let's Encrypt).
+	ACMEDirectory string `toml:"acme_directory"`
+	// ACMEEmail is given to the CA for expiry notices.
+	ACMEEmail string `toml:"acme_email"`
+	// ACMECA is a PEM file of roots to trust for the CA's own HTTPS (a
+	// private or test CA).
+	ACMECA string `toml:"acme_ca"`
 }
 
 // DNS configures lookups for the outbound relay.
@@ -291,6 +303,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		bad("tls: set both cert and key, or neither for a self-signed certificate")
+	}
+	if c.TLS.ACME && c.TLS.Cert != "" {
+		bad("tls.acme: certificates come from the ACME CA; remove cert and key")
 	}
 	if c.DNS.Nameserver != "" {
 		if _, _, err := net.SplitHostPort(c.DNS.Nameserver); err != nil {

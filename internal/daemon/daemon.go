@@ -111,7 +111,7 @@ func (d *Daemon) build() error {
 		return err
 	}
 	d.st = st
-	d.certs, err = certs.Open(cfg.TLS.Cert, cfg.TLS.Key, cfg.DataDir, cfg.Hostname)
+	d.certs, err = d.openCerts()
 	if err != nil {
 		return err
 	}
@@ -185,7 +185,8 @@ func (d *Daemon) build() error {
 	}
 	var webDoor door
 	if needed("http", "https") {
-		if webDoor, err = d.newWeb(tlsCfg, st, dl, au); err != nil {
+		// The CA validates names on the web door (TLS-ALPN-01).
+		if webDoor, err = d.newWeb(d.certs.ALPNConfig(tlsCfg), st, dl, au); err != nil {
 			return fmt.Errorf("web: %w", err)
 		}
 	}
@@ -226,6 +227,7 @@ func (d *Daemon) build() error {
 			}
 		}()
 	}
+	d.prefetchCert()
 	return d.startRelay(dl)
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ternmail/tern/internal/deliver"
 	"github.com/ternmail/tern/internal/msgauth"
+	"github.com/ternmail/tern/internal/mtasts"
 	"github.com/ternmail/tern/internal/relay"
 )
 
@@ -31,7 +32,10 @@ func (d *Daemon) startRelay(dl *deliver.Deliverer) error {
 		// Reply timeouts follow the SMTP door's (RFC 5321 §4.5.3.2).
 		CommandTimeout: cfg.Limits.SMTPTimeout.Duration,
 	}, relay.Deps{Store: d.st, Deliver: dl, Resolver: res, Log: d.log.With("component", "relay"),
-		Signer: msgauth.NewSigner(cfg.DataDir), Dial: relayDialer(cfg.Listen.SMTP)})
+		Signer: msgauth.NewSigner(cfg.DataDir), Dial: relayDialer(cfg.Listen.SMTP),
+		// Peers' MTA-STS policies, fetched over HTTPS with the system's
+		// roots, cached in memory for their max_age.
+		Policies: mtasts.NewCache(res, nil)})
 	if err != nil {
 		return err
 	}

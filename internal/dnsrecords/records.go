@@ -106,7 +106,7 @@ func Records(s Setup) []Record {
 	}
 	for _, k := range s.Keys {
 		rs = append(rs, Record{KindDKIM, k.DNSName(), "TXT", k.Record(),
-			"DKIM public key, selector " + k.Selector + " (RFC 6376, " + map[string]string{msgauth.AlgEd25519: "RFC 8463", msgauth.AlgRSA: "RFC 8301"}[k.Alg] + ")"})
+			"public key of selector " + k.Selector + " (RFC 6376, " + map[string]string{msgauth.AlgEd25519: "RFC 8463", msgauth.AlgRSA: "RFC 8301"}[k.Alg] + ")"})
 	}
 	rs = append(rs,
 		Record{KindDMARC, "_dmarc." + d, "TXT", "v=DMARC1; p=quarantine; rua=mailto:postmaster@" + d,

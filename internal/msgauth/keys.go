@@ -143,15 +143,13 @@ func LoadKeys(dataDir, domain string) ([]Key, error) {
 		k.Domain, k.Selector = domain, strings.TrimSuffix(name, ".pem")
 		keys = append(keys, k)
 	}
-	// Newest first: by the selector's date, then the file's time.
+	// Newest first by the selector's date (file times do not survive
+	// copies and restores), then by name: tern-ed before tern-rsa.
 	slices.SortStableFunc(keys, func(a, b Key) int {
 		if c := strings.Compare(selectorDate(b.Selector), selectorDate(a.Selector)); c != 0 {
 			return c
 		}
-		if c := b.Created.Compare(a.Created); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Selector, b.Selector) // tern-ed before tern-rsa
+		return strings.Compare(a.Selector, b.Selector)
 	})
 	return keys, nil
 }

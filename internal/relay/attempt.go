@@ -111,6 +111,10 @@ func (r *Relay) try(ctx context.Context, e store.QueueEntry, log *slog.Logger, e
 		}
 		return all(temporary, "4.4.3", "", err.Error()) // directory server failure
 	}
+	hosts, verify, reason := r.applySTS(ctx, e.Domain, hosts, log, evs)
+	if len(hosts) == 0 {
+		return all(temporary, "4.7.5", "", reason) // RFC 3463: cryptographic failure
+	}
 	body, err := r.deps.Store.OpenBlob(ctx, e.BlobID)
 	if err != nil {
 		return all(temporary, "4.3.0", "", "reading the queued message: "+err.Error())
@@ -142,7 +146,7 @@ func (r *Relay) try(ctx context.Context, e store.QueueEntry, log *slog.Logger, e
 			*evs = append(*evs, store.Event{Kind: "attempt", Detail: fmt.Sprintf("to %s [%s]", h.Name, a)})
 			log.Info("attempt", "host", h.Name, "addr", a.String())
 			r.attempts.Add(1)
-			replies, sec, err := r.sendTo(ctx, h.Name, a, env, body)
+			replies, sec, err := r.sendTo(ctx, h.Name, a, env, body, verify)
 			if err == nil {
 				*evs = append(*evs, store.Event{Kind: "session", Detail: h.Name + ": " + sec})
 				out := make([]outcome, len(e.Recipients))
@@ -190,26 +194,32 @@ var errTLS = errors.New("TLS failed")
 // offered; when the TLS handshake fails, once more in plaintext, since
 // opportunistic TLS must not make mail undeliverable (RFC 7435 §3).
 // It also says how the session was protected, for the journey.
-func (r *Relay) sendTo(ctx context.Context, host string, addr netip.Addr, env envelope, body store.BlobReader) ([]Reply, string, error) {
-	replies, sec, err := r.sendOnce(ctx, host, addr, env, body, true)
+//
+// With verify (an MTA-STS policy in enforce mode), TLS with a certificate
+// valid for host is required and there is no plaintext retry.
+func (r *Relay) sendTo(ctx context.Context, host string, addr netip.Addr, env envelope, body store.BlobReader, verify bool) ([]Reply, string, error) {
+	if verify {
+		return r.sendOnce(ctx, host, addr, env, body, true, true)
+	}
+	replies, sec, err := r.sendOnce(ctx, host, addr, env, body, true, false)
 	if errors.Is(err, errTLS) {
 		r.log.Warn("STARTTLS failed, retrying without TLS", "host", host, "err", err)
-		replies, sec, err = r.sendOnce(ctx, host, addr, env, body, false)
+		replies, sec, err = r.sendOnce(ctx, host, addr, env, body, false, false)
 		sec += " (STARTTLS failed)"
 	}
 	return replies, sec, err
 }
 
-func (r *Relay) sendOnce(ctx context.Context, host string, addr netip.Addr, env envelope, body store.BlobReader, useTLS bool) ([]Reply, string, error) {
+func (r *Relay) sendOnce(ctx context.Context, host string, addr netip.Addr, env envelope, body store.BlobReader, useTLS, verify bool) ([]Reply, string, error) {
 	key := net.JoinHostPort(addr.String(), Port)
 	c, sec := r.pool.get(key)
-	if c != nil && (!useTLS && c.tlsVersion != "" || c.reset() != nil) {
+	if c != nil && (!useTLS && c.tlsVersion != "" || verify && c.verified != host || c.reset() != nil) {
 		c.quit()
 		c = nil
 	}
 	if c == nil {
 		var err error
-		if c, sec, err = r.connect(ctx, host, key, useTLS); err != nil {
+		if c, sec, err = r.connect(ctx, host, key, useTLS, verify); err != nil {
 			return nil, "", err
 		}
 	} else {
@@ -230,7 +240,7 @@ func (r *Relay) sendOnce(ctx context.Context, host string, addr netip.Addr, env 
 
 // connect opens a session: greeting, EHLO, STARTTLS when offered and
 // wanted.
-func (r *Relay) connect(ctx context.Context, host, addr string, useTLS bool) (*client, string, error) {
+func (r *Relay) connect(ctx context.Context, host, addr string, useTLS, verify bool) (*client, string, error) {
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.ConnectTimeout)
 	conn, err := r.deps.Dial(dctx, "tcp", addr)
 	cancel()
@@ -243,16 +253,31 @@ func (r *Relay) connect(ctx context.Context, host, addr string, useTLS bool) (*c
 		return nil, "", err
 	}
 	sec := "plaintext"
+	if verify && !c.has("STARTTLS") {
+		c.quit()
+		return nil, "", fmt.Errorf("MTA-STS policy requires TLS and %s offers no STARTTLS", host)
+	}
 	if useTLS && c.has("STARTTLS") {
 		cfg := r.cfg.TLS.Clone()
 		if cfg.ServerName == "" {
 			cfg.ServerName = host
 		}
+		if verify {
+			// RFC 8461 §4.2: a certificate valid for the MX host name.
+			cfg.InsecureSkipVerify, cfg.ServerName = false, host
+		}
 		if err := c.startTLS(ctx, cfg); err != nil {
 			c.quit()
+			if verify {
+				return nil, "", fmt.Errorf("MTA-STS policy requires valid TLS: %v", err)
+			}
 			return nil, "", fmt.Errorf("%w: %v", errTLS, err)
 		}
 		sec = c.tlsVersion
+		if verify {
+			c.verified = host
+			sec += " (certificate verified, MTA-STS)"
+		}
 	}
 	return c, sec, nil
 }

@@ -73,6 +73,7 @@ type client struct {
 	w          *bufio.Writer
 	ext        map[string]string
 	tlsVersion string // "TLS 1.3" once STARTTLS succeeded
+	verified   string // the host name the certificate was verified for, if any
 	to         timeouts
 	peer       string // host name, for messages
 	local      string // our EHLO name

@@ -72,8 +72,10 @@ type Config struct {
 	// TLS is the client configuration for STARTTLS. Nil accepts any
 	// certificate: opportunistic TLS protects against passive listeners
 	// only, and refusing to deliver over an unverified channel would
-	// only push the message to plaintext (RFC 7435). MTA-STS and DANE
-	// policies will require verification per domain.
+	// only push the message to plaintext (RFC 7435). Where a domain's
+	// MTA-STS policy requires it, the certificate is verified against
+	// TLS.RootCAs (nil: the system's roots) whatever InsecureSkipVerify
+	// says.
 	TLS *tls.Config
 }
 
@@ -134,6 +136,8 @@ type Deps struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Signer, when set, DKIM-signs each message as it is sent.
 	Signer Signer
+	// Policies, when set, applies peers' MTA-STS policies (sts.go).
+	Policies Policies
 }
 
 // Signer returns header fields to prepend to a message (msgauth.Signer):

@@ -212,7 +212,7 @@ type harness struct {
 	dials   atomic.Int32
 }
 
-func newHarness(t *testing.T, dns fakeDNS, dialTo map[byte]string, cfg Config) *harness {
+func newHarness(t *testing.T, dns fakeDNS, dialTo map[byte]string, cfg Config, mods ...func(*Deps)) *harness {
 	t.Helper()
 	st, err := sqlite.Open(t.TempDir(), nil)
 	if err != nil {
@@ -227,7 +227,7 @@ func newHarness(t *testing.T, dns fakeDNS, dialTo map[byte]string, cfg Config) *
 	cfg.Poll = 10 * time.Millisecond
 	cfg.CommandTimeout, cfg.DataTimeout, cfg.ConnectTimeout = 2*time.Second, 2*time.Second, time.Second
 	var d net.Dialer
-	h.r, err = New(cfg, Deps{Store: st, Deliver: h.bounces, Resolver: dns, Now: h.clock.Now,
+	deps := Deps{Store: st, Deliver: h.bounces, Resolver: dns, Now: h.clock.Now,
 		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			h.dials.Add(1)
 			ap := netip.MustParseAddrPort(addr)
@@ -239,7 +239,11 @@ func newHarness(t *testing.T, dns fakeDNS, dialTo map[byte]string, cfg Config) *
 				return nil, errors.New("connection refused")
 			}
 			return d.DialContext(ctx, network, to)
-		}})
+		}}
+	for _, m := range mods {
+		m(&deps)
+	}
+	h.r, err = New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,7 @@ type envOpts struct {
 	relay   bool
 	users   []string // default alice@example.org, bob@example.org
 	quiet   bool     // discard logs (fuzzing, benchmarks)
+	checker Checker  // Deps.Checker
 }
 
 type testEnv struct {
@@ -132,7 +133,7 @@ func newEnv(t testing.TB, o envOpts) *testEnv {
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
-	srv, err := New(cfg, Deps{Store: st, Deliver: dl, Auth: au, Log: log})
+	srv, err := New(cfg, Deps{Store: st, Deliver: dl, Auth: au, Log: log, Checker: o.checker})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,12 +177,18 @@ func (w testWriter) Write(p []byte) (int, error) {
 // inbox returns the bodies in address's INBOX, oldest first.
 func (e *testEnv) inbox(address string) []string {
 	e.t.Helper()
+	return e.mailbox(address, "INBOX")
+}
+
+// mailbox returns the bodies in one of address's mailboxes, oldest first.
+func (e *testEnv) mailbox(address, name string) []string {
+	e.t.Helper()
 	ctx := context.Background()
 	a, err := e.st.GetAccount(ctx, address)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	mb, err := e.st.GetMailbox(ctx, a.ID, "INBOX")
+	mb, err := e.st.GetMailbox(ctx, a.ID, name)
 	if err != nil {
 		e.t.Fatal(err)
 	}

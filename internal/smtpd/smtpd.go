@@ -10,7 +10,10 @@
 // (address.go) and resolves every RCPT at once, so unknown users and relay
 // attempts are refused before any data; Data (data.go) checks the header
 // block (loops, bare CR/LF, submission From:), prepends the trace header
-// fields (received.go) and streams the body into deliver.Deliver. 250 is
+// fields (received.go), on the MX has the message authenticated (SPF,
+// DKIM, DMARC through Deps.Checker, the body held meanwhile in spool.go;
+// refused, filed into Junk, or given an Authentication-Results field),
+// and streams the body into deliver.Deliver. 250 is
 // sent only after Deliver returned nil, i.e. after the message is durable.
 package smtpd
 

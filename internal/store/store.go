@@ -2,8 +2,8 @@
 // messages with their flags and MODSEQs, expunge tombstones, message bodies
 // (blobs), the outbound queue and its delivery events.
 //
-// Store is implemented by store/sqlite (the embedded default) and, later,
-// store/postgres; store/storetest is the conformance suite both must pass.
+// Store is implemented by store/sqlite (the embedded default) and
+// store/postgres (several nodes on one database); store/storetest is the conformance suite both must pass.
 //
 // Rules every implementation keeps:
 //   - A method that changes state returns only after the change is committed

@@ -122,8 +122,8 @@ const sqlAddBlob = `INSERT INTO blobs (sha, size, refcount, data, info) VALUES (
 	ON CONFLICT (sha) DO UPDATE SET refcount = blobs.refcount + excluded.refcount, info = coalesce(blobs.info, excluded.info)`
 
 // blobData returns the body of a spooled blob, from memory or from its
-// spool file.
-func (w *wtx) blobData(b *store.Blob) ([]byte, error) {
+// spool file, before the delivery's transaction.
+func (s *Store) blobData(ctx context.Context, b *store.Blob) ([]byte, error) {
 	if b == nil || !validBlobID(b.ID) {
 		return nil, fmt.Errorf("%w: bad blob", store.ErrInvalid)
 	}
@@ -134,7 +134,7 @@ func (w *wtx) blobData(b *store.Blob) ([]byte, error) {
 			if errors.Is(err, os.ErrNotExist) {
 				// Delivered before (its file went at that commit): the
 				// body is stored, if not collected since.
-				return w.storedBody(b)
+				return s.storedBody(ctx, b)
 			}
 			return nil, fmt.Errorf("blob %s: %w", b.ID, err)
 		}
@@ -149,10 +149,10 @@ func (w *wtx) blobData(b *store.Blob) ([]byte, error) {
 }
 
 // storedBody reads a body back from the database.
-func (w *wtx) storedBody(b *store.Blob) ([]byte, error) {
+func (s *Store) storedBody(ctx context.Context, b *store.Blob) ([]byte, error) {
 	sha, _ := hex.DecodeString(b.ID)
 	var data []byte
-	err := w.queryRow(`SELECT data FROM blobs WHERE sha = $1`, sha).Scan(&data)
+	err := s.pool.QueryRow(ctx, `SELECT data FROM blobs WHERE sha = $1`, sha).Scan(&data)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("blob %s: spool file and stored body gone: %w", b.ID, store.ErrNotFound)
 	}
@@ -295,7 +295,11 @@ func (b *dbBlob) load(c int64) ([]byte, error) {
 func (s *Store) CollectGarbage(ctx context.Context, minAge time.Duration) (int, error) {
 	var removed int
 	err := s.write(ctx, func(w *wtx) error {
-		tag, err := w.exec(`DELETE FROM blobs WHERE refcount <= 0`)
+		// Locked in hash order, the package's lock order for blobs, so a
+		// batch of deliveries adding to several of them cannot deadlock
+		// with this.
+		tag, err := w.exec(`DELETE FROM blobs WHERE id IN (
+			SELECT id FROM blobs WHERE refcount <= 0 ORDER BY sha FOR UPDATE) AND refcount <= 0`)
 		removed = int(tag.RowsAffected())
 		return err
 	})

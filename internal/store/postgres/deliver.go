@@ -15,12 +15,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/flagset"
 )
 
-// Deliver implements store.Store: one transaction files the body into
-// every local target and queues it for every remote domain. Concurrent
-// deliveries commit independently; PostgreSQL flushes their commits
-// together.
+// Deliver implements store.Store: the body is filed into every local
+// target and queued for every remote domain in one savepoint of a
+// transaction shared with the deliveries made at the same time (group
+// commit, groupcommit.go).
 func (s *Store) Deliver(ctx context.Context, d *store.Delivery) ([]store.Delivered, error) {
 	if d == nil || d.Blob == nil {
 		return nil, fmt.Errorf("deliver: %w: no body", store.ErrInvalid)
@@ -37,7 +38,7 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) ([]store.Deliver
 		if err != nil {
 			return nil, fmt.Errorf("deliver: %w", err)
 		}
-		fs, err := parseFlags(t.Flags)
+		fs, err := flagset.Parse(t.Flags)
 		if err != nil {
 			return nil, fmt.Errorf("deliver: %w", err)
 		}
@@ -45,7 +46,7 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) ([]store.Deliver
 		if date.IsZero() {
 			date = s.now()
 		}
-		targets[i] = target{index: i, account: t.AccountID, mailbox: name, bits: fs.bits, keywords: fs.stored(), date: unixNano(date)}
+		targets[i] = target{index: i, account: t.AccountID, mailbox: name, bits: fs.Bits, keywords: fs.Stored(), date: unixNano(date)}
 	}
 	// Lock order: accounts by id, then their mailboxes.
 	slices.SortFunc(targets, func(a, b target) int {
@@ -55,16 +56,34 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) ([]store.Deliver
 	if err != nil {
 		return nil, fmt.Errorf("deliver: %w", err)
 	}
-	var out []store.Delivered
-	err = s.write(ctx, func(w *wtx) error {
-		var err error
-		out, err = w.deliver(d, targets, queue)
-		return err
-	})
-	if err != nil {
+	r := &deliverReq{ctx: ctx, d: d, targets: targets, queue: queue}
+	if r.body, err = s.blobData(ctx, d.Blob); err != nil {
 		return nil, fmt.Errorf("deliver: %w", err)
 	}
-	return out, nil
+	r.sha, _ = hex.DecodeString(d.Blob.ID)
+	if d.Info != nil {
+		j, err := json.Marshal(d.Info)
+		if err != nil {
+			return nil, fmt.Errorf("deliver: encode message info: %w", err)
+		}
+		r.info = new(string(j))
+	}
+	for try := 1; ; try++ {
+		err = s.commitDelivery(r)
+		if err == nil || try == maxTries || !retryable(err) || ctx.Err() != nil {
+			break
+		}
+		backoff(try)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("deliver: %w", classify(err))
+	}
+	if d.Blob.Path != "" {
+		// Committed: the body is in the database, and a later Deliver of
+		// the same Blob finds it there by its hash.
+		os.Remove(d.Blob.Path)
+	}
+	return r.out, nil
 }
 
 // validText reports whether PostgreSQL can store s as text.
@@ -139,111 +158,86 @@ const (
 		INSERT INTO events (queue_id, time, kind, detail) SELECT id, $7, 'queued', $8 FROM q`
 )
 
-// deliver runs in the transaction; targets are in lock order. Its
-// statements go to the server in one pipeline, one round trip whatever
-// the number of targets: the locks it takes (accounts, then the body,
-// then the mailboxes) are held for that round trip and the commit's, not
-// for one round trip per statement. A refusal found in the results
-// (quota, a missing mailbox) fails the transaction, which undoes what
-// the statements after it did.
-func (w *wtx) deliver(d *store.Delivery, targets []target, queue []queueGroup) ([]store.Delivered, error) {
-	body, err := w.blobData(d.Blob)
-	if err != nil {
-		return nil, err
-	}
-	var infoJSON *string
-	if d.Info != nil {
-		j, err := json.Marshal(d.Info)
-		if err != nil {
-			return nil, fmt.Errorf("encode message info: %w", err)
-		}
-		infoJSON = new(string(j))
-	}
-	sha, _ := hex.DecodeString(d.Blob.ID)
-	var b pgx.Batch
-	// Charge each account once with everything this delivery adds to it;
-	// the UPDATE takes the account's lock.
-	var charged []int64
-	for i := 0; i < len(targets); {
-		id := targets[i].account
+// queueDelivery adds r's statements to b, in lock order: accounts, the
+// body, the mailboxes. Refusals (quota, a missing mailbox) show only in
+// the results, read by readDelivery.
+func (s *Store) queueDelivery(b *pgx.Batch, r *deliverReq, now int64) {
+	d := r.d
+	// Charge each account once with everything this delivery adds to it.
+	r.charged = r.charged[:0]
+	for i := 0; i < len(r.targets); {
+		id := r.targets[i].account
 		j := i
-		for j < len(targets) && targets[j].account == id {
+		for j < len(r.targets) && r.targets[j].account == id {
 			j++
 		}
 		b.Queue(sqlChargeAccount, int64(j-i)*d.Blob.Size, id)
-		charged = append(charged, id)
+		r.charged = append(r.charged, id)
 		i = j
 	}
-	b.Queue(sqlAddBlob, sha, d.Blob.Size, len(targets)+len(queue), body, infoJSON)
-	for _, t := range targets {
-		b.Queue(sqlFile, t.account, t.mailbox, t.bits, t.keywords, t.date, d.Blob.Size, sha)
+	b.Queue(sqlAddBlob, r.sha, d.Blob.Size, len(r.targets)+len(r.queue), r.body, r.info)
+	for _, t := range r.targets {
+		b.Queue(sqlFile, t.account, t.mailbox, t.bits, t.keywords, t.date, d.Blob.Size, r.sha)
 	}
-	now := unixNano(w.s.now())
-	for _, q := range queue {
-		b.Queue(sqlQueue, sha, d.From, q.domain, q.recipients, cleanText(d.DSN.Ret), cleanText(d.DSN.EnvID), now, "to "+q.domain)
+	for _, q := range r.queue {
+		b.Queue(sqlQueue, r.sha, d.From, q.domain, q.recipients, cleanText(d.DSN.Ret), cleanText(d.DSN.EnvID), now, "to "+q.domain)
 	}
-	if len(charged) > 0 {
-		ids := make([]string, len(charged))
-		w.notified = make(map[int64]bool, len(charged))
-		for i, id := range charged {
-			ids[i] = fmt.Sprintf("%s:%d", w.s.node, id)
-			w.touch(id)
-			w.notified[id] = true
+	if len(r.charged) > 0 {
+		// Discarded with the savepoint if the delivery is undone.
+		ids := make([]string, len(r.charged))
+		for i, id := range r.charged {
+			ids[i] = fmt.Sprintf("%s:%d", s.node, id)
 		}
-		b.Queue(sqlNotify, w.s.channel, ids)
+		b.Queue(sqlNotify, s.channel, ids)
 	}
-	br := w.tx.SendBatch(w.ctx, &b)
-	defer br.Close()
-	for _, id := range charged {
+}
+
+// readDelivery reads the results of queueDelivery's statements and sets
+// r.out, or returns why the delivery failed.
+func readDelivery(br pgx.BatchResults, r *deliverReq) error {
+	for _, id := range r.charged {
 		var used, quota int64
 		err := br.QueryRow().Scan(&used, &quota)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, fmt.Errorf("account %d: %w", id, store.ErrNotFound)
+			return fmt.Errorf("account %d: %w", id, store.ErrNotFound)
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if d.EnforceQuota && quota > 0 && used > quota {
-			return nil, fmt.Errorf("account %d: %w", id, store.ErrQuota)
+		if r.d.EnforceQuota && quota > 0 && used > quota {
+			return fmt.Errorf("account %d: %w", id, store.ErrQuota)
 		}
 	}
 	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("add blob: %w", err)
+		return fmt.Errorf("add blob: %w", err)
 	}
-	out := make([]store.Delivered, len(targets))
-	for _, t := range targets {
+	out := make([]store.Delivered, len(r.targets))
+	for _, t := range r.targets {
 		dl := store.Delivered{AccountID: t.account}
 		var uidvalidity, uid int64
 		err := br.QueryRow().Scan(&dl.MailboxID, &uidvalidity, &uid)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, fmt.Errorf("account %d mailbox %q: %w", t.account, t.mailbox, store.ErrNoSuchMailbox)
+			return fmt.Errorf("account %d mailbox %q: %w", t.account, t.mailbox, store.ErrNoSuchMailbox)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("file message: %w", err)
+			return fmt.Errorf("file message: %w", err)
 		}
 		if uid > 1<<32-1 {
-			return nil, fmt.Errorf("%w: UIDs exhausted in mailbox %d", store.ErrInvalid, dl.MailboxID)
+			return fmt.Errorf("%w: UIDs exhausted in mailbox %d", store.ErrInvalid, dl.MailboxID)
 		}
 		dl.UIDValidity, dl.UID = uint32(uidvalidity), uint32(uid)
 		out[t.index] = dl
 	}
-	for range queue {
+	for range r.queue {
 		if _, err := br.Exec(); err != nil {
-			return nil, fmt.Errorf("queue: %w", err)
+			return fmt.Errorf("queue: %w", err)
 		}
 	}
-	if len(charged) > 0 {
+	if len(r.charged) > 0 {
 		if _, err := br.Exec(); err != nil {
-			return nil, fmt.Errorf("notify: %w", err)
+			return fmt.Errorf("notify: %w", err)
 		}
 	}
-	if err := br.Close(); err != nil {
-		return nil, err
-	}
-	if d.Blob.Path != "" {
-		// Once committed the body is in the database; a later Deliver of
-		// the same Blob finds it there by its hash.
-		w.afterCommit(func() { os.Remove(d.Blob.Path) })
-	}
-	return out, nil
+	r.out = out
+	return nil
 }

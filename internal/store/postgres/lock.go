@@ -103,6 +103,27 @@ func (l *lockConn) connect(ctx context.Context) error {
 	return nil
 }
 
+// keepAlive checks, while locks are held, that their session is alive,
+// so that a connection a server restart or a proxy dropped is replaced
+// (and its locks taken again) within a ping interval, not at the next
+// Lock.
+func (l *lockConn) keepAlive(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, lockTimeout)
+	defer cancel()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.held) == 0 || l.conn == nil {
+		return
+	}
+	if err := l.conn.Ping(ctx); err == nil {
+		return
+	}
+	l.conn.Close(ctx)
+	if err := l.connect(ctx); err != nil {
+		l.s.log.Error("lock connection lost; locks held are not protected until it is back", "err", err)
+	}
+}
+
 func (l *lockConn) release(name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), lockTimeout)
 	defer cancel()

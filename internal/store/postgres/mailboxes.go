@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/flagset"
 )
 
 // mailboxName checks a mailbox name and spells INBOX canonically (it is
@@ -169,7 +170,7 @@ func (s *Store) MailboxStatus(ctx context.Context, mailboxID int64) (store.Mailb
 			count(*) FILTER (WHERE flags & $2 != 0) AS deleted,
 			coalesce(sum(size), 0)::bigint AS size
 			FROM messages WHERE mailbox_id = $3) c
-		WHERE b.id = $3`, bitSeen, bitDeleted, mailboxID),
+		WHERE b.id = $3`, flagset.BitSeen, flagset.BitDeleted, mailboxID),
 		&st.Messages, &st.Unseen, &st.Deleted, &st.Size)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return st, fmt.Errorf("mailbox %d: %w", mailboxID, store.ErrNoSuchMailbox)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ternmail/tern/internal/msginfo"
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/flagset"
 )
 
 // uidArray converts UIDs for "uid = ANY($n)": one bound parameter
@@ -59,7 +60,7 @@ func scanMetas(rows pgx.Rows) ([]store.MessageMeta, error) {
 		}
 		m := store.MessageMeta{UID: uint32(uid), ModSeq: uint64(modseq), Size: size}
 		if bits != 0 || kw != "" {
-			m.Flags = loadFlags(int64(bits), kw).list()
+			m.Flags = flagset.Load(int64(bits), kw).List()
 		}
 		out = append(out, m)
 	}
@@ -110,7 +111,7 @@ func (s *Store) GetMessages(ctx context.Context, mailboxID int64, uids []uint32)
 		m.UID, m.ModSeq = uint32(uid), uint64(modseq)
 		m.MessageMeta.Size = m.Size
 		m.BlobID = hex.EncodeToString(sha)
-		m.Flags = loadFlags(int64(bits), kw).list()
+		m.Flags = flagset.Load(int64(bits), kw).List()
 		m.InternalDate = fromNano(date)
 		if info != nil {
 			m.Info = new(msginfo.Info)
@@ -166,7 +167,7 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq uint64
 // MODSEQ and is still reported in updated. Only the mailbox's row is
 // locked: a flag change touches no account or body.
 func (s *Store) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, op store.FlagOp, flags []string, unchangedSince uint64) (updated []store.MessageMeta, failed []uint32, err error) {
-	arg, err := parseFlags(flags)
+	arg, err := flagset.Parse(flags)
 	if err != nil {
 		return nil, nil, fmt.Errorf("store flags: %w", err)
 	}
@@ -201,26 +202,26 @@ func (s *Store) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, 
 				failed = append(failed, m.uid)
 				continue
 			}
-			cur := loadFlags(m.bits, m.keywords)
-			next := cur.apply(op, arg)
+			cur := flagset.Load(m.bits, m.keywords)
+			next := cur.Apply(op, arg)
 			modseq := m.modseq
-			kw := next.stored()
-			if !next.equal(cur) {
+			kw := next.Stored()
+			if !next.Equal(cur) {
 				highest++
 				modseq = uint64(highest)
 				chUIDs = append(chUIDs, int64(m.uid))
 				chModseqs = append(chModseqs, highest)
-				chBits = append(chBits, next.bits)
+				chBits = append(chBits, next.Bits)
 				chKeywords = append(chKeywords, kw)
 			}
-			updated = append(updated, store.MessageMeta{UID: m.uid, ModSeq: modseq, Flags: next.list()})
+			updated = append(updated, store.MessageMeta{UID: m.uid, ModSeq: modseq, Flags: next.List()})
 		}
 		if highest == start {
 			return nil
 		}
 		// One statement for every change: a STORE can touch every message
 		// of a big mailbox.
-		if _, err := w.exec(`UPDATE messages m SET flags = c.flags, keywords = c.keywords, modseq = c.modseq
+		if _, err := w.exec(`UPDATE messages m SET flags = c.flags, keywords = c.Keywords, modseq = c.modseq
 			FROM unnest($2::bigint[], $3::bigint[], $4::int[], $5::text[]) AS c(uid, modseq, flags, keywords)
 			WHERE m.mailbox_id = $1 AND m.uid = c.uid`,
 			mailboxID, chUIDs, chModseqs, chBits, chKeywords); err != nil {

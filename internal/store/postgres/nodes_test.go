@@ -3,6 +3,7 @@ package postgres
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -242,26 +243,31 @@ func TestSubscribeAcrossNodes(t *testing.T) {
 		}
 	}
 	drain()
-	var worst time.Duration
+	var waits []time.Duration
 	for i := range 10 {
 		blob, err := a.Spool(ctx, strings.NewReader(fmt.Sprintf("Subject: %d\r\n\r\n", i)), 1<<20)
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Timed from before the delivery: the signal may come before
+		// Deliver returns.
+		start := time.Now()
 		if _, err := a.Deliver(ctx, &store.Delivery{Blob: blob, Local: []store.Target{{AccountID: account, Mailbox: "INBOX"}}}); err != nil {
 			t.Fatal(err)
 		}
-		start := time.Now()
 		select {
 		case <-ch:
-			worst = max(worst, time.Since(start))
+			waits = append(waits, time.Since(start))
 		case <-time.After(5 * time.Second):
 			t.Fatal("node B not signalled of a delivery on node A")
 		}
 	}
-	t.Logf("slowest cross-node signal after commit: %v", worst)
-	if worst > 100*time.Millisecond {
-		t.Errorf("cross-node signal took %v, want < 100ms", worst)
+	// The median must be within 100 ms; one slow signal on a loaded test
+	// machine is tolerated up to 1 s.
+	slices.Sort(waits)
+	t.Logf("delivery on node A until signal on node B: median %v, slowest %v", waits[len(waits)/2], waits[len(waits)-1])
+	if waits[len(waits)/2] > 100*time.Millisecond || waits[len(waits)-1] > time.Second {
+		t.Errorf("cross-node signals took %v, want < 100ms", waits)
 	}
 	select {
 	case <-chOther:
@@ -348,4 +354,28 @@ func TestLockAcrossNodes(t *testing.T) {
 		t.Fatalf("lock of the same name in another schema: %v", err)
 	}
 	relC()
+}
+
+// TestLockKeepAlive: when the session holding a node's locks dies, the
+// keep-alive (run with the listener's pings) reconnects and takes the
+// locks back, so the other node is refused again.
+func TestLockKeepAlive(t *testing.T) {
+	schema := newSchema(t)
+	a, b := openSchema(t, schema), openSchema(t, schema)
+	ctx := t.Context()
+	rel, err := a.Lock(ctx, "pop3:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rel()
+	a.locks.mu.Lock()
+	pid := a.locks.conn.PgConn().PID()
+	a.locks.mu.Unlock()
+	if _, err := b.pool.Exec(ctx, `SELECT pg_terminate_backend($1, 5000)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	a.locks.keepAlive(ctx)
+	if _, err := b.Lock(ctx, "pop3:7"); !errors.Is(err, store.ErrInUse) {
+		t.Fatalf("lock taken by the other node after the keep-alive: %v", err)
+	}
 }

@@ -170,6 +170,7 @@ func (s *Store) receive(ctx context.Context, conn *pgx.Conn) error {
 			if err != nil {
 				return err
 			}
+			s.locks.keepAlive(ctx)
 			continue
 		}
 		if err != nil {

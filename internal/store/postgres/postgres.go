@@ -2,11 +2,12 @@
 // body in one PostgreSQL database (or schema), so that several Tern nodes
 // can serve the same domains.
 //
-// Each write is one PostgreSQL transaction on a pooled connection;
-// PostgreSQL already commits concurrent transactions with one WAL flush
-// (its own group commit), so there is no writer goroutine as in
-// store/sqlite. Concurrency is made safe by row locks taken in an order
-// that keeps the write paths free of deadlocks:
+// Each write is one PostgreSQL transaction on a pooled connection, except
+// deliveries: those arriving together share one transaction, each in its
+// own savepoint (group commit, groupcommit.go), because the writers of
+// one mailbox must take turns on its row until they commit. Concurrency
+// is made safe by row locks taken in an order that keeps the write paths
+// free of deadlocks:
 //
 //   - accounts first, by id. Every write that locks mailboxes (other than
 //     a lone flag change, which then waits for nothing) holds the
@@ -17,10 +18,10 @@
 //   - a queue entry's row before its body's.
 //
 // UID and MODSEQ come from "UPDATE mailboxes SET uidnext = uidnext + 1 …
-// RETURNING", whose row lock serialises the writers of one mailbox until
-// they commit. Changes reach the other nodes with NOTIFY (notify.go),
-// named locks are session advisory locks (lock.go) and the relay leases
-// queue entries with FOR UPDATE SKIP LOCKED (lease.go).
+// RETURNING" (deliver.go). Changes reach the other nodes with NOTIFY
+// (notify.go), named locks are session advisory locks (lock.go) and the
+// relay leases queue entries with FOR UPDATE SKIP LOCKED (queue.go).
+// import.go copies a store/sqlite data directory in ("tern migrate").
 package postgres
 
 import (
@@ -73,6 +74,9 @@ type Store struct {
 	listenEnd chan struct{}
 	closeOnce sync.Once
 
+	deliverQ  chan *deliverReq // to the deliverers (groupcommit.go)
+	deliverWG sync.WaitGroup
+
 	subMu sync.Mutex
 	subs  map[int64]map[*subscriber]struct{}
 
@@ -119,6 +123,7 @@ func openConfig(ctx context.Context, cfg *pgxpool.Config, log *slog.Logger) (*St
 		node:      strconv.FormatUint(rand.Uint64(), 36),
 		quit:      make(chan struct{}),
 		listenEnd: make(chan struct{}),
+		deliverQ:  make(chan *deliverReq),
 		subs:      make(map[int64]map[*subscriber]struct{}),
 	}
 	if err := s.init(ctx); err != nil {
@@ -134,6 +139,10 @@ func openConfig(ctx context.Context, cfg *pgxpool.Config, log *slog.Logger) (*St
 		pool.Close()
 		os.RemoveAll(s.spoolDir)
 		return nil, fmt.Errorf("open store: listen: %w", err)
+	}
+	for range deliverers {
+		s.deliverWG.Add(1)
+		go s.deliverer()
 	}
 	return s, nil
 }
@@ -170,6 +179,7 @@ func (s *Store) init(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
+		s.deliverWG.Wait()
 		<-s.listenEnd
 		s.locks.close()
 		s.pool.Close()
@@ -178,17 +188,13 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// wtx is what a write function sees: its transaction, and what to do
-// once it has committed.
+// wtx is what a write function sees: its transaction, and the accounts
+// to signal once it has committed.
 type wtx struct {
 	s       *Store
 	ctx     context.Context
 	tx      pgx.Tx
 	touched map[int64]struct{} // accounts whose subscribers to signal
-	// notified are the touched accounts whose NOTIFY fn sent itself (a
-	// delivery pipelines them with its other statements).
-	notified map[int64]bool
-	after   []func()
 }
 
 // write runs fn in a transaction and commits it. fn may run more than
@@ -208,8 +214,15 @@ func (s *Store) write(ctx context.Context, fn func(w *wtx) error) error {
 			return classify(err)
 		}
 		s.log.Debug("store write retried", "err", err, "try", try)
-		time.Sleep(time.Duration(rand.IntN(10*try)+1) * time.Millisecond)
+		backoff(try)
 	}
+}
+
+// backoff waits a little, more after each try, before a transaction
+// runs again after a conflict; the jitter keeps the conflicting ones
+// from meeting again.
+func backoff(try int) {
+	time.Sleep(time.Duration(rand.IntN(10*try)+1) * time.Millisecond)
 }
 
 var errClosed = errors.New("store closed")
@@ -225,13 +238,11 @@ func (s *Store) writeOnce(ctx context.Context, fn func(w *wtx) error) (err error
 	if err := fn(w); err != nil {
 		return err
 	}
-	var ids []string
-	for id := range w.touched {
-		if !w.notified[id] {
+	if len(w.touched) > 0 {
+		ids := make([]string, 0, len(w.touched))
+		for id := range w.touched {
 			ids = append(ids, fmt.Sprintf("%s:%d", s.node, id))
 		}
-	}
-	if len(ids) > 0 {
 		if _, err := tx.Exec(ctx, sqlNotify, s.channel, ids); err != nil {
 			return fmt.Errorf("notify: %w", err)
 		}
@@ -242,9 +253,6 @@ func (s *Store) writeOnce(ctx context.Context, fn func(w *wtx) error) (err error
 		return fmt.Errorf("commit: %w", err)
 	}
 	s.notifyLocal(w.touched)
-	for _, f := range w.after {
-		f()
-	}
 	return nil
 }
 
@@ -308,8 +316,6 @@ func (w *wtx) touch(accountID int64) {
 	}
 	w.touched[accountID] = struct{}{}
 }
-
-func (w *wtx) afterCommit(f func()) { w.after = append(w.after, f) }
 
 // exists reports whether the query finds a row.
 func (w *wtx) exists(q string, args ...any) (bool, error) {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -300,7 +301,26 @@ func TestConcurrentMixed(t *testing.T) {
 			}
 		})
 	}
+	// Garbage collection runs meanwhile, on bodies being expunged and
+	// delivered again.
+	stopGC := make(chan struct{})
+	gcDone := make(chan struct{})
+	go func() {
+		defer close(gcDone)
+		for {
+			select {
+			case <-stopGC:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			if _, err := nodes[1].CollectGarbage(ctx, 0); err != nil {
+				t.Errorf("CollectGarbage: %v", err)
+			}
+		}
+	}()
 	wg.Wait()
+	close(stopGC)
+	<-gcDone
 	checkStore(t, nodes[1])
 	if q, _ := nodes[0].ListQueue(ctx); len(q)+int(failures.Load()) != 6*25 {
 		t.Errorf("queue has %d entries, want %d", len(q), 6*25)

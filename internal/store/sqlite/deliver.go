@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/flagset"
 )
 
 // Deliver implements store.Store. The delivery runs in its own savepoint
@@ -29,7 +30,7 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) ([]store.Deliver
 		if err != nil {
 			return nil, fmt.Errorf("deliver: %w", err)
 		}
-		fs, err := parseFlags(t.Flags)
+		fs, err := flagset.Parse(t.Flags)
 		if err != nil {
 			return nil, fmt.Errorf("deliver: %w", err)
 		}
@@ -37,7 +38,7 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) ([]store.Deliver
 		if date.IsZero() {
 			date = s.now()
 		}
-		targets[i] = target{account: t.AccountID, mailbox: name, bits: fs.bits, keywords: fs.stored(), date: unixNano(date)}
+		targets[i] = target{account: t.AccountID, mailbox: name, bits: fs.Bits, keywords: fs.Stored(), date: unixNano(date)}
 	}
 	queue, err := groupByDomain(d.Remote)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/flagset"
 )
 
 // mailboxName checks a mailbox name and spells INBOX canonically (it is
@@ -126,7 +127,7 @@ func (s *Store) MailboxStatus(ctx context.Context, mailboxID int64) (store.Mailb
 		FROM mailboxes b, (SELECT count(*) AS n, coalesce(sum(flags & ? = 0), 0) AS unseen,
 			coalesce(sum(flags & ? != 0), 0) AS deleted, coalesce(sum(size), 0) AS size
 			FROM messages WHERE mailbox_id = ?) c
-		WHERE b.id = ?`, bitSeen, bitDeleted, mailboxID, mailboxID),
+		WHERE b.id = ?`, flagset.BitSeen, flagset.BitDeleted, mailboxID, mailboxID),
 		&st.Messages, &st.Unseen, &st.Deleted, &st.Size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, fmt.Errorf("mailbox %d: %w", mailboxID, store.ErrNoSuchMailbox)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ternmail/tern/internal/msginfo"
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/flagset"
 )
 
 // uidList encodes UIDs as a JSON array for "uid IN (SELECT value FROM
@@ -78,7 +79,7 @@ func (s *Store) ListMessages(ctx context.Context, mailboxID int64) ([]store.Mess
 			m := store.MessageMeta{UID: uint32(uid), ModSeq: uint64(modseq), Size: size}
 			kw, _ := dest[3].(string)
 			if bits != 0 || kw != "" {
-				m.Flags = loadFlags(bits, kw).list()
+				m.Flags = flagset.Load(bits, kw).List()
 			}
 			out = append(out, m)
 		}
@@ -107,7 +108,7 @@ func scanMetas(rows *sql.Rows) ([]store.MessageMeta, error) {
 		}
 		m := store.MessageMeta{UID: uint32(uid), ModSeq: uint64(modseq), Size: size}
 		if bits != 0 || len(kw) != 0 {
-			m.Flags = loadFlags(bits, string(kw)).list()
+			m.Flags = flagset.Load(bits, string(kw)).List()
 		}
 		out = append(out, m)
 	}
@@ -137,7 +138,7 @@ func (s *Store) GetMessages(ctx context.Context, mailboxID int64, uids []uint32)
 			return nil, fmt.Errorf("get messages: %w", err)
 		}
 		m.BlobID = hex.EncodeToString(sha)
-		m.Flags = loadFlags(bits, kw).list()
+		m.Flags = flagset.Load(bits, kw).List()
 		m.InternalDate = fromNano(date)
 		if info.Valid {
 			m.Info = new(msginfo.Info)
@@ -195,7 +196,7 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq uint64
 // change gets its own new MODSEQ; one whose flags stay the same keeps its
 // MODSEQ and is still reported in updated.
 func (s *Store) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, op store.FlagOp, flags []string, unchangedSince uint64) (updated []store.MessageMeta, failed []uint32, err error) {
-	arg, err := parseFlags(flags)
+	arg, err := flagset.Parse(flags)
 	if err != nil {
 		return nil, nil, fmt.Errorf("store flags: %w", err)
 	}
@@ -231,18 +232,18 @@ func (s *Store) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, 
 				failed = append(failed, m.uid)
 				continue
 			}
-			cur := loadFlags(m.bits, m.keywords)
-			next := cur.apply(op, arg)
+			cur := flagset.Load(m.bits, m.keywords)
+			next := cur.Apply(op, arg)
 			modseq := m.modseq
-			kw := next.stored()
-			if !next.equal(cur) {
+			kw := next.Stored()
+			if !next.Equal(cur) {
 				highest++
 				modseq = highest
-				if _, err := upd.Exec(next.bits, kw, modseq, mailboxID, m.uid); err != nil {
+				if _, err := upd.Exec(next.Bits, kw, modseq, mailboxID, m.uid); err != nil {
 					return err
 				}
 			}
-			updated = append(updated, store.MessageMeta{UID: m.uid, ModSeq: modseq, Flags: next.list()})
+			updated = append(updated, store.MessageMeta{UID: m.uid, ModSeq: modseq, Flags: next.List()})
 		}
 		if highest != mb.HighestModSeq {
 			if _, err := w.exec(`UPDATE mailboxes SET highestmodseq = ? WHERE id = ?`, highest, mailboxID); err != nil {

@@ -1,4 +1,8 @@
-package sqlite
+// Package flagset is the stored form of IMAP message flags shared by the
+// store implementations: system flags as a bitmask, keywords as a
+// space-separated list keeping their first spelling. Both stores use the
+// same form, so "tern migrate" copies the columns unchanged.
+package flagset
 
 import (
 	"fmt"
@@ -22,22 +26,22 @@ var systemFlags = []struct {
 }
 
 const (
-	bitSeen    = 1 << 4
-	bitDeleted = 1 << 1
+	BitSeen    = 1 << 4
+	BitDeleted = 1 << 1
 )
 
-// flagSet is a message's flags in stored form.
-type flagSet struct {
-	bits     int64
-	keywords []string // first spelling seen, no case-insensitive duplicates
+// Set is a message's flags in stored form.
+type Set struct {
+	Bits     int64
+	Keywords []string // first spelling seen, no case-insensitive duplicates
 }
 
-// parseFlags turns flags as a client wrote them into a flagSet: system
+// Parse turns flags as a client wrote them into a Set: system
 // flags matched case-insensitively, \Recent dropped (it is a session
 // property, RFC 3501 §2.3.2, never stored), keywords deduplicated
 // case-insensitively keeping the first spelling.
-func parseFlags(flags []string) (flagSet, error) {
-	var fs flagSet
+func Parse(flags []string) (Set, error) {
+	var fs Set
 outer:
 	for _, f := range flags {
 		if strings.HasPrefix(f, `\`) {
@@ -46,7 +50,7 @@ outer:
 			}
 			for _, sf := range systemFlags {
 				if strings.EqualFold(f, sf.name) {
-					fs.bits |= sf.bit
+					fs.Bits |= sf.bit
 					continue outer
 				}
 			}
@@ -55,7 +59,7 @@ outer:
 		if !validKeyword(f) {
 			return fs, fmt.Errorf("%w: bad keyword %q", store.ErrInvalid, f)
 		}
-		fs.addKeyword(f)
+		fs.AddKeyword(f)
 	}
 	return fs, nil
 }
@@ -75,8 +79,8 @@ func validKeyword(k string) bool {
 	return true
 }
 
-func (fs *flagSet) hasKeyword(k string) bool {
-	for _, have := range fs.keywords {
+func (fs *Set) HasKeyword(k string) bool {
+	for _, have := range fs.Keywords {
 		if strings.EqualFold(have, k) {
 			return true
 		}
@@ -84,52 +88,52 @@ func (fs *flagSet) hasKeyword(k string) bool {
 	return false
 }
 
-func (fs *flagSet) addKeyword(k string) {
-	if !fs.hasKeyword(k) {
-		fs.keywords = append(fs.keywords, k)
+func (fs *Set) AddKeyword(k string) {
+	if !fs.HasKeyword(k) {
+		fs.Keywords = append(fs.Keywords, k)
 	}
 }
 
 // apply combines the flags present with the given ones.
-func (fs flagSet) apply(op store.FlagOp, arg flagSet) flagSet {
+func (fs Set) Apply(op store.FlagOp, arg Set) Set {
 	switch op {
 	case store.FlagsAdd:
-		out := flagSet{bits: fs.bits | arg.bits, keywords: append([]string(nil), fs.keywords...)}
-		for _, k := range arg.keywords {
-			out.addKeyword(k)
+		out := Set{Bits: fs.Bits | arg.Bits, Keywords: append([]string(nil), fs.Keywords...)}
+		for _, k := range arg.Keywords {
+			out.AddKeyword(k)
 		}
 		return out
 	case store.FlagsRemove:
-		out := flagSet{bits: fs.bits &^ arg.bits}
-		for _, k := range fs.keywords {
-			if !arg.hasKeyword(k) {
-				out.keywords = append(out.keywords, k)
+		out := Set{Bits: fs.Bits &^ arg.Bits}
+		for _, k := range fs.Keywords {
+			if !arg.HasKeyword(k) {
+				out.Keywords = append(out.Keywords, k)
 			}
 		}
 		return out
 	default: // FlagsReplace
-		out := flagSet{bits: arg.bits}
-		for _, k := range arg.keywords {
+		out := Set{Bits: arg.Bits}
+		for _, k := range arg.Keywords {
 			// Keep the spelling already on the message.
 			kept := k
-			for _, have := range fs.keywords {
+			for _, have := range fs.Keywords {
 				if strings.EqualFold(have, k) {
 					kept = have
 				}
 			}
-			out.keywords = append(out.keywords, kept)
+			out.Keywords = append(out.Keywords, kept)
 		}
 		return out
 	}
 }
 
 // equal compares two flag sets, keywords case-insensitively.
-func (fs flagSet) equal(o flagSet) bool {
-	if fs.bits != o.bits || len(fs.keywords) != len(o.keywords) {
+func (fs Set) Equal(o Set) bool {
+	if fs.Bits != o.Bits || len(fs.Keywords) != len(o.Keywords) {
 		return false
 	}
-	for _, k := range fs.keywords {
-		if !o.hasKeyword(k) {
+	for _, k := range fs.Keywords {
+		if !o.HasKeyword(k) {
 			return false
 		}
 	}
@@ -137,26 +141,26 @@ func (fs flagSet) equal(o flagSet) bool {
 }
 
 // stored is the keywords column: sorted so equal sets store equally.
-func (fs flagSet) stored() string {
-	sortKeywords(fs.keywords)
-	return strings.Join(fs.keywords, " ")
+func (fs Set) Stored() string {
+	sortKeywords(fs.Keywords)
+	return strings.Join(fs.Keywords, " ")
 }
 
-func loadFlags(bits int64, keywords string) flagSet {
-	return flagSet{bits: bits, keywords: strings.Fields(keywords)}
+func Load(bits int64, keywords string) Set {
+	return Set{Bits: bits, Keywords: strings.Fields(keywords)}
 }
 
 // list is the reported form: system flags first, then keywords, sorted.
-// Keywords are kept sorted (stored sorts them, loadFlags reads them so),
+// Keywords are kept sorted (stored sorts them, Load reads them so),
 // which spares a sort per message when listing a big mailbox.
-func (fs flagSet) list() []string {
-	out := make([]string, 0, 5+len(fs.keywords))
+func (fs Set) List() []string {
+	out := make([]string, 0, 5+len(fs.Keywords))
 	for _, sf := range systemFlags {
-		if fs.bits&sf.bit != 0 {
+		if fs.Bits&sf.bit != 0 {
 			out = append(out, sf.name)
 		}
 	}
-	return append(out, fs.keywords...)
+	return append(out, fs.Keywords...)
 }
 
 func sortKeywords(kw []string) {
