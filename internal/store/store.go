@@ -3,7 +3,8 @@
 // (blobs), the outbound queue and its delivery events.
 //
 // Store is implemented by store/sqlite (the embedded default) and
-// store/postgres (several nodes on one database); store/storetest is the conformance suite both must pass.
+// store/postgres (several nodes on one database); store/storetest is the
+// conformance suite both must pass.
 //
 // Rules every implementation keeps:
 //   - A method that changes state returns only after the change is committed
