@@ -26,7 +26,8 @@ func TestWebDoor(t *testing.T) {
 	cfg := config.Default()
 	cfg.Hostname = "mail.web.test"
 	cfg.DataDir = t.TempDir()
-	cfg.Listen = config.Listen{SMTP: "127.0.0.1:0", HTTP: "127.0.0.1:0", HTTPS: "127.0.0.1:0"}
+	imapAddr := freeAddr(t)
+	cfg.Listen = config.Listen{SMTP: "127.0.0.1:0", HTTP: "127.0.0.1:0", HTTPS: "127.0.0.1:0", IMAP: imapAddr}
 	d, err := daemon.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +67,11 @@ func TestWebDoor(t *testing.T) {
 			t.Fatalf("GET %s: %s", path, res.Status)
 		}
 		return string(b)
+	}
+	// Mail clients configure themselves from the same listener.
+	if xml := get("/mail/config-v1.1.xml?emailaddress=ann@web.test"); !strings.Contains(xml, "<hostname>mail.web.test</hostname>") ||
+		!strings.Contains(xml, "<port>"+imapAddr[strings.LastIndex(imapAddr, ":")+1:]+"</port>") {
+		t.Errorf("autoconfig:\n%s", xml)
 	}
 	res, err := hc.PostForm(base+"/login", url.Values{"user": {"ann@web.test"}, "password": {"a long password"}})
 	if err != nil {

@@ -108,7 +108,7 @@ func cmdDNS(e *env, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	findings := dnsrecords.Check(ctx, res, cfg.Hostname, rs)
+	findings := append(dnsrecords.Check(ctx, res, cfg.Hostname, rs), dnsrecords.CheckHost(ctx, res, cfg.Hostname)...)
 	problems := 0
 	for _, f := range findings {
 		r := f.Record

@@ -53,7 +53,7 @@ nameserver = %q
 
 	// Publish what it printed.
 	keys, _ := msgauth.LoadKeys(filepath.Join(dir, "data"), "example.com")
-	byName := map[string][]string{"mail.example.com": {"A 192.0.2.1"}}
+	byName := map[string][]string{"mail.example.com": {"A 192.0.2.1"}, "1.2.0.192.in-addr.arpa": {"PTR mail.example.com."}}
 	rs := dnsrecords.Records(dnsrecords.Setup{Domain: "example.com", Hostname: "mail.example.com", Keys: keys,
 		Ports: dnsrecords.Ports{Submission: 587, Submissions: 465, IMAPS: 993}})
 	for _, r := range rs {
@@ -64,7 +64,7 @@ nameserver = %q
 		srv.Set(n, v...)
 	}
 	code, out, errOut = run(t, dir, "", "dns", "check", "--config", conf, "example.com")
-	if code != 0 || !strings.Contains(out, "all 13 records of example.com are in place") {
+	if code != 0 || !strings.Contains(out, "all 15 records of example.com are in place") {
 		t.Errorf("check of a complete zone: exit %d\n%s%s", code, out, errOut)
 	}
 
@@ -74,7 +74,7 @@ nameserver = %q
 	code, out, errOut = run(t, dir, "", "dns", "check", "--config", conf, "example.com")
 	wantFix := "fix:   the published key is not this server's; replace it with: " + rsa.DNSName() + ". 3600 IN TXT \"v=DKIM1; k=rsa; p="
 	if code != 1 || !strings.Contains(out, "wrong   DKIM         "+rsa.DNSName()+" TXT") || !strings.Contains(out, wantFix) ||
-		!strings.Contains(errOut, "1 of 13 records need attention") {
+		!strings.Contains(errOut, "1 of 15 records need attention") {
 		t.Errorf("check with a broken DKIM record: exit %d\n%s%s", code, out, errOut)
 	}
 }

@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,6 +25,7 @@ import (
 	"github.com/ternmail/tern/internal/certs"
 	"github.com/ternmail/tern/internal/config"
 	"github.com/ternmail/tern/internal/deliver"
+	"github.com/ternmail/tern/internal/dnsrecords"
 	"github.com/ternmail/tern/internal/imapd"
 	"github.com/ternmail/tern/internal/mx"
 	"github.com/ternmail/tern/internal/pop3d"
@@ -30,6 +33,7 @@ import (
 	"github.com/ternmail/tern/internal/smtpd"
 	"github.com/ternmail/tern/internal/store"
 	"github.com/ternmail/tern/internal/web"
+	"github.com/ternmail/tern/internal/wellknown"
 )
 
 // door is what every protocol server offers the daemon.
@@ -253,7 +257,31 @@ func (d *Daemon) newWeb(tlsCfg *tls.Config, st store.Store, dl *deliver.Delivere
 	return web.New(web.Config{
 		Hostname: d.cfg.Hostname, TLS: tlsCfg, MaxMessageBytes: d.cfg.Limits.MaxMessageBytes,
 		MaxConns: d.cfg.Limits.MaxConns, MaxConnsPerIP: d.cfg.Limits.MaxConnsPerIP,
-	}, web.Deps{Store: st, Deliver: dl, Auth: au, Accounts: accounts.NewManager(st), Log: d.log.With("door", "web")})
+	}, web.Deps{Store: st, Deliver: dl, Auth: au, Accounts: accounts.NewManager(st), Log: d.log.With("door", "web"),
+		Mount: d.wellKnown(st)})
+}
+
+// wellKnown serves client autoconfiguration and the MTA-STS policy on the
+// web listener, advertising the ports the doors listen on.
+func (d *Daemon) wellKnown(st store.Store) map[string]http.Handler {
+	port := func(addr string) int {
+		if addr == "" {
+			return 0
+		}
+		_, p, _ := net.SplitHostPort(addr)
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	l := d.cfg.Listen
+	h := wellknown.New(wellknown.Config{Hostname: d.cfg.Hostname, Ports: dnsrecords.Ports{
+		Submission: port(l.Submission), Submissions: port(l.Submissions),
+		IMAP: port(l.IMAP), IMAPS: port(l.IMAPS), POP3: port(l.POP3), POP3S: port(l.POP3S),
+	}}, st)
+	m := map[string]http.Handler{}
+	for _, p := range wellknown.Paths {
+		m[p] = h
+	}
+	return m
 }
 
 // Store is the daemon's store, for bootstrapping the first account.

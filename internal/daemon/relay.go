@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/ternmail/tern/internal/deliver"
@@ -21,6 +22,12 @@ func (d *Daemon) startRelay(dl *deliver.Deliverer) error {
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
+	// Peers' MTA-STS policies, fetched over HTTPS with the system's
+	// roots, kept for their max_age in the data directory.
+	sts := mtasts.NewCache(res, nil)
+	if err := sts.Persist(filepath.Join(cfg.DataDir, "mta-sts")); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
 	r, err := relay.New(relay.Config{
 		Hostname:      cfg.Hostname,
 		Node:          relayNode(cfg),
@@ -33,9 +40,7 @@ func (d *Daemon) startRelay(dl *deliver.Deliverer) error {
 		CommandTimeout: cfg.Limits.SMTPTimeout.Duration,
 	}, relay.Deps{Store: d.st, Deliver: dl, Resolver: res, Log: d.log.With("component", "relay"),
 		Signer: msgauth.NewSigner(cfg.DataDir), Dial: relayDialer(cfg.Listen.SMTP),
-		// Peers' MTA-STS policies, fetched over HTTPS with the system's
-		// roots, cached in memory for their max_age.
-		Policies: mtasts.NewCache(res, nil)})
+		Policies: sts})
 	if err != nil {
 		return err
 	}

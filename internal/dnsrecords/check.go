@@ -247,3 +247,41 @@ func checkCNAME(ctx context.Context, res Resolver, f *Finding) {
 	}
 	f.Status = OK
 }
+
+// CheckHost checks the server's own name: it has addresses, and each
+// address names it back in a PTR record (forward-confirmed reverse DNS,
+// which receivers check; RFC 8601 §2.7.3 "iprev"). The PTR is set by
+// whoever runs the address, not in the domain's zone.
+func CheckHost(ctx context.Context, res Resolver, hostname string) []Finding {
+	host := strings.TrimSuffix(strings.ToLower(hostname), ".")
+	addr := Finding{Record: Record{Kind: KindHost, Name: host, Type: "A"}}
+	ips, err := res.LookupIPAddr(ctx, host)
+	if err != nil {
+		lookupErr(&addr, err)
+		if addr.Status == Missing {
+			addr.Fix = "add: " + host + ". 3600 IN A <this server's public IPv4 address> (and AAAA for IPv6)"
+		}
+		return []Finding{addr}
+	}
+	addr.Status = OK
+	out := []Finding{addr}
+	for _, ip := range ips {
+		rev := ip.IP.String()
+		f := Finding{Record: Record{Kind: KindHost, Name: rev, Type: "PTR", Value: host + "."}}
+		names, err := res.LookupAddr(ctx, rev)
+		fix := "ask whoever runs " + rev + " (the hosting provider) to set its PTR record to " + host
+		switch {
+		case err != nil:
+			lookupErr(&f, err)
+			if f.Status == Missing {
+				f.Fix = fix
+			}
+		case slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(strings.TrimSuffix(n, "."), host) }):
+			f.Status = OK
+		default:
+			f.Status, f.Found, f.Fix = Wrong, strings.Join(names, ", "), fix
+		}
+		out = append(out, f)
+	}
+	return out
+}

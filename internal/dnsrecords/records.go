@@ -27,6 +27,7 @@ const (
 	KindTLSRPT     Kind = "TLS-RPT"
 	KindSRV        Kind = "SRV"
 	KindAutoconfig Kind = "autoconfig"
+	KindHost       Kind = "host"
 )
 
 // Record is one resource record to publish.

@@ -74,7 +74,13 @@ func TestCheck(t *testing.T) {
 	}
 
 	srv := publish(t, rs, host)
-	for _, f := range Check(t.Context(), res(srv), s.Hostname, rs) {
+	hostFindings := CheckHost(t.Context(), res(srv), s.Hostname)
+	if len(hostFindings) != 2 || hostFindings[0].Status != OK || hostFindings[1].Status != Missing ||
+		!strings.Contains(hostFindings[1].Fix, "set its PTR record to mail.example.com") {
+		t.Errorf("host without PTR: %+v", hostFindings)
+	}
+	srv.Set("1.2.0.192.in-addr.arpa", "PTR mail.example.com.")
+	for _, f := range append(Check(t.Context(), res(srv), s.Hostname, rs), CheckHost(t.Context(), res(srv), s.Hostname)...) {
 		if f.Status != OK {
 			t.Errorf("%s %s: %s (found %q, fix %q)", f.Record.Kind, f.Record.Name, f.Status, f.Found, f.Fix)
 		}

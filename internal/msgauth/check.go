@@ -141,7 +141,8 @@ func (c *Checker) Check(ctx context.Context, env Envelope, msg io.Reader) (*Resu
 	case d.value != authres.ResultFail:
 	case d.policy == "reject" && c.cfg.DMARCReject:
 		res.Action = Reject
-		res.Reason = "DMARC policy of " + from + " rejects this message (RFC 7489 §6.3): it is neither DKIM-signed by nor sent from a server of that domain"
+		// ASCII only: it is the text of the SMTP reply.
+		res.Reason = "DMARC policy of " + from + " rejects this message: it is neither DKIM-signed by nor sent from a server of that domain (RFC 7489)"
 	case d.policy == "reject", d.policy == "quarantine":
 		res.Action = Junk
 		res.Reason = "fails DMARC of " + from + " with p=" + d.policy

@@ -51,7 +51,9 @@ func (failingResolver) LookupAddr(_ context.Context, name string) ([]string, err
 	return nil, notFound(name)
 }
 
-func notFound(name string) error { return &net.DNSError{Err: "no such host", Name: name, IsNotFound: true} }
+func notFound(name string) error {
+	return &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+}
 
 func FuzzCheckMessage(f *testing.F) {
 	f.Add(testMsg)

@@ -8,12 +8,15 @@ package mtasts
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,6 +114,8 @@ type Cache struct {
 	client *http.Client
 	now    func() time.Time
 
+	dir string // where policies persist across restarts; "" keeps none
+
 	mu       sync.Mutex
 	policies map[string]cached
 }
@@ -118,6 +123,65 @@ type Cache struct {
 type cached struct {
 	p       *Policy
 	expires time.Time
+}
+
+// stored is a cached policy on disk.
+type stored struct {
+	Policy  *Policy   `json:"policy"`
+	Expires time.Time `json:"expires"`
+}
+
+// Persist keeps policies in dir as well, one JSON file per domain, so a
+// restart does not forget them: forgetting would let an attacker who
+// blocks the policy fetch downgrade delivery (RFC 8461 §5.1, §10.2).
+func (c *Cache) Persist(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("mta-sts: %w", err)
+	}
+	c.dir = dir
+	return nil
+}
+
+// load returns the policy of domain from memory, else from disk.
+func (c *Cache) load(domain string) (cached, bool) {
+	c.mu.Lock()
+	cur, ok := c.policies[domain]
+	c.mu.Unlock()
+	if ok || c.dir == "" {
+		return cur, ok
+	}
+	raw, err := os.ReadFile(filepath.Join(c.dir, domain+".json"))
+	if err != nil {
+		return cached{}, false
+	}
+	var st stored
+	if json.Unmarshal(raw, &st) != nil || st.Policy == nil {
+		return cached{}, false
+	}
+	cur = cached{p: st.Policy, expires: st.Expires}
+	c.mu.Lock()
+	c.policies[domain] = cur
+	c.mu.Unlock()
+	return cur, true
+}
+
+// save keeps a policy in memory and, with Persist, on disk (a cache: a
+// write lost in a crash only costs a fetch).
+func (c *Cache) save(domain string, cur cached) {
+	c.mu.Lock()
+	c.policies[domain] = cur
+	c.mu.Unlock()
+	if c.dir == "" {
+		return
+	}
+	raw, err := json.Marshal(stored{Policy: cur.p, Expires: cur.expires})
+	if err != nil {
+		return
+	}
+	path := filepath.Join(c.dir, domain+".json")
+	if os.WriteFile(path+".tmp", raw, 0o600) == nil {
+		os.Rename(path+".tmp", path)
+	}
 }
 
 // NewCache returns a cache looking up records with res and fetching with
@@ -142,10 +206,11 @@ func NewCache(res Resolver, client *http.Client) *Cache {
 // without MTA-STS). A mode "none" policy is returned as such.
 func (c *Cache) Get(ctx context.Context, domain string) (*Policy, error) {
 	domain = strings.TrimSuffix(strings.ToLower(domain), ".")
+	if domain == "" || strings.ContainsAny(domain, "/\\") {
+		return nil, fmt.Errorf("mta-sts: bad domain %q", domain)
+	}
 	now := c.now()
-	c.mu.Lock()
-	cur, ok := c.policies[domain]
-	c.mu.Unlock()
+	cur, ok := c.load(domain)
 	if ok && !now.Before(cur.expires) {
 		ok = false
 	}
@@ -169,9 +234,7 @@ func (c *Cache) Get(ctx context.Context, domain string) (*Policy, error) {
 		return nil, ferr
 	}
 	p.ID = id
-	c.mu.Lock()
-	c.policies[domain] = cached{p: p, expires: now.Add(p.MaxAge)}
-	c.mu.Unlock()
+	c.save(domain, cached{p: p, expires: now.Add(p.MaxAge)})
 	return p, nil
 }
 

@@ -145,4 +145,21 @@ func TestCache(t *testing.T) {
 	// Redirects are not followed.
 	ps.status.Store(http.StatusFound)
 	get("redirect", 5, "")
+
+	// A persisted policy survives a restart (a new Cache), even while
+	// the record and the server are gone.
+	dir := t.TempDir()
+	ps.status.Store(200)
+	c = NewCache(res, &http.Client{Transport: tr, Timeout: 5 * time.Second})
+	c.now = func() time.Time { return now }
+	if err := c.Persist(dir); err != nil {
+		t.Fatal(err)
+	}
+	get("persisted fetch", 6, Testing)
+	c = NewCache(res, &http.Client{Transport: tr, Timeout: 5 * time.Second})
+	c.now = func() time.Time { return now }
+	c.Persist(dir)
+	dns.Set("_mta-sts.x.test")
+	ps.status.Store(500)
+	get("after restart", 6, Testing)
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"time"
 
@@ -113,7 +114,12 @@ func (s *session) Data(r io.Reader) error {
 			s.logger().Error("authenticating message", "err", err)
 			return replyTempFailure
 		}
-		s.logger().Info("authenticated message", "id", id, "spf", res.SPF, "dmarc", res.DMARC, "action", res.Action.String())
+		level := slog.LevelDebug
+		if res.Action != msgauth.Accept {
+			level = slog.LevelInfo // a refusal or Junk: worth a line
+		}
+		s.logger().Log(s.ctx, level, "authenticated message", "id", id, "spf", res.SPF, "dmarc", res.DMARC,
+			"action", res.Action.String(), "reason", res.Reason)
 		if res.Action == msgauth.Reject {
 			return reply(550, 5, 7, 1, res.Reason)
 		}

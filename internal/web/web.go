@@ -100,6 +100,10 @@ type Deps struct {
 	Auth     *auth.Authenticator
 	Accounts *accounts.Manager
 	Log      *slog.Logger
+	// Mount serves other handlers at exact paths on the same listener:
+	// client autoconfiguration and the MTA-STS policy, which mail clients
+	// and peers fetch from the names pointing at this server.
+	Mount map[string]http.Handler
 }
 
 // Server is the HTTP server of webmail and admin pages.
@@ -114,6 +118,7 @@ type Server struct {
 	sessions *sessions
 	limiter  *limits.ConnLimiter
 	policies policies
+	mount    map[string]http.Handler
 	now      func() time.Time
 	handler  http.Handler
 
@@ -169,7 +174,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, st: deps.Store, deliver: deps.Deliver, auth: deps.Auth,
-		accounts: deps.Accounts, log: log, tmpl: tmpl,
+		accounts: deps.Accounts, log: log, tmpl: tmpl, mount: deps.Mount,
 		policies: newPolicies(),
 		limiter:  limits.NewConnLimiter(cfg.MaxConns, cfg.MaxConnsPerIP),
 		now:      time.Now,
@@ -228,6 +233,10 @@ func (s *Server) routes() http.Handler {
 	static, _ := fs.Sub(staticFS, "static")
 	fileServer := http.StripPrefix("/static/", http.FileServerFS(static))
 	mux.Handle("GET /static/", cacheStatic(fileServer))
+
+	for path, h := range s.mount {
+		mux.Handle(path, h)
+	}
 
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("POST /login", s.loginPost)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ternmail/tern/internal/dnsrecords"
+	"github.com/ternmail/tern/internal/mtasts"
 	"github.com/ternmail/tern/internal/store"
 )
 
@@ -138,5 +139,22 @@ func TestMobileconfig(t *testing.T) {
 	}
 	if code, _, _ := serve(t, h, "GET", "/apple.mobileconfig", "mail.example.com", ""); code != 404 {
 		t.Errorf("no address: %d", code)
+	}
+}
+
+// TestPolicyFetchedByRelayCache: what Handler serves is what the relay's
+// MTA-STS cache fetches and parses.
+func TestPolicyFetchedByRelayCache(t *testing.T) {
+	srv := httptest.NewTLSServer(newHandler())
+	t.Cleanup(srv.Close)
+	body, err := srv.Client().Get(srv.URL + "/.well-known/mta-sts.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer body.Body.Close()
+	raw, _ := io.ReadAll(body.Body)
+	p, err := mtasts.Parse(string(raw))
+	if err != nil || p.Mode != mtasts.Enforce || !p.Matches("mail.example.com") || p.Matches("other.example.com") {
+		t.Errorf("policy %+v, %v", p, err)
 	}
 }
