@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/ternmail/tern/internal/config"
 	"github.com/ternmail/tern/internal/daemon"
@@ -40,7 +41,10 @@ func commands() []command {
 		{"dns", "records|check DOMAIN", "print the DNS records a domain needs, or check them", cmdDNS},
 		{"config", "check [--config FILE]", "check a configuration file and print every problem", cmdConfig},
 		{"check", "[--config FILE]", "verify the store's consistency", cmdCheck},
+		{"gc", "[--config FILE]", "remove message bodies nothing refers to any more", cmdGC},
 		{"migrate", "--to postgres DSN", "copy the SQLite store into PostgreSQL", cmdMigrate},
+		{"import", "mbox|maildir ADDRESS PATH", "import an mbox file or a Maildir into an account", cmdImport},
+		{"export", "ADDRESS DIR", "write an account's mail into DIR as a Maildir", cmdExport},
 		{"version", "", "print the version", func(e *env, _ []string) error { fmt.Fprintln(e.stdout, "tern", Version); return nil }},
 	}
 }
@@ -195,6 +199,24 @@ func cmdCheck(e *env, args []string) error {
 		return fmt.Errorf("%d problem(s) found", len(problems))
 	}
 	fmt.Fprintln(e.stdout, "store OK")
+	return nil
+}
+
+func cmdGC(e *env, args []string) error {
+	fs, path := flags(e, "gc", "[--config FILE]", "Remove message bodies that no mailbox or queued message refers to any more,\nand spool files left by deliveries that never completed (older than an hour).\ntern serve does this by itself every ten minutes.")
+	if err := parseN(fs, args, 0); err != nil {
+		return err
+	}
+	st, _, err := openStore(*path)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	n, err := st.CollectGarbage(context.Background(), time.Hour)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%d unreferenced bodies removed\n", n)
 	return nil
 }
 

@@ -47,6 +47,7 @@ func TestAdminCommands(t *testing.T) {
 		{"", []string{"domain", "remove", "example.com"}, 1, "--force"},
 		{"", []string{"user", "quota", "alice@example.com", "1000000"}, 0, ""},
 		{"", []string{"check"}, 0, "store OK"},
+		{"", []string{"gc"}, 0, "unreferenced bodies removed"},
 		{"", []string{"user", "remove", "bob@example.com"}, 0, "removed"},
 		{"", []string{"domain", "remove", "--force", "example.com"}, 0, "removed"},
 		{"", []string{"user", "list"}, 0, "ADDRESS"},

@@ -31,6 +31,7 @@ import (
 	"github.com/ternmail/tern/internal/pop3d"
 	"github.com/ternmail/tern/internal/relay"
 	"github.com/ternmail/tern/internal/smtpd"
+	"github.com/ternmail/tern/internal/srs"
 	"github.com/ternmail/tern/internal/store"
 	"github.com/ternmail/tern/internal/web"
 	"github.com/ternmail/tern/internal/wellknown"
@@ -45,13 +46,14 @@ type door interface {
 
 // Daemon is a running Tern.
 type Daemon struct {
-	cfg   config.Config
-	log   *slog.Logger
-	st    store.Store
-	certs *certs.Manager
-	lock  *os.File
-	relay *relay.Relay // nil unless [relay] enabled
-	res   *mx.Resolver // made on first use (resolver)
+	cfg    config.Config
+	log    *slog.Logger
+	st     store.Store
+	certs  *certs.Manager
+	lock   *os.File
+	relay  *relay.Relay // nil unless [relay] enabled
+	stopGC context.CancelFunc
+	res    *mx.Resolver // made on first use (resolver)
 
 	addrs   map[string]net.Addr
 	doors   []door
@@ -124,12 +126,25 @@ func (d *Daemon) build() error {
 		MaxFailures: cfg.Limits.AuthMaxFailures,
 		BaseDelay:   cfg.Limits.AuthFailureDelay.Duration,
 	}, d.log.With("component", "auth"))
+	var rw *srs.Rewriter
+	if cfg.Relay.Enabled {
+		// Forwarded mail is rewritten with SRS; the key must outlive
+		// restarts for bounces to the addresses already handed out.
+		key, err := srs.LoadKey(filepath.Join(cfg.DataDir, "srs.key"))
+		if err != nil {
+			return err
+		}
+		if rw, err = srs.New(srs.Config{Key: key}); err != nil {
+			return err
+		}
+	}
 	dl := deliver.New(st, deliver.Config{
 		// The doors enforce max_message_bytes on what clients send; the
 		// trace headers SMTP prepends must not push an accepted message
 		// over the store's limit.
 		MaxMessageBytes: cfg.Limits.MaxMessageBytes + traceHeaderAllowance,
 		Relay:           cfg.Relay.Enabled,
+		SRS:             rw,
 	}, d.log.With("component", "deliver"))
 
 	checker, trusted, err := d.checker()
@@ -232,6 +247,7 @@ func (d *Daemon) build() error {
 		}()
 	}
 	d.prefetchCert()
+	d.startGC()
 	return d.startRelay(dl)
 }
 
@@ -317,6 +333,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	if err := d.stopRelay(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if d.stopGC != nil {
+		d.stopGC()
 	}
 	done := make(chan struct{})
 	go func() { d.wg.Wait(); close(done) }()

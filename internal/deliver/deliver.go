@@ -25,6 +25,7 @@ import (
 
 	"github.com/ternmail/tern/internal/accounts"
 	"github.com/ternmail/tern/internal/msginfo"
+	"github.com/ternmail/tern/internal/srs"
 	"github.com/ternmail/tern/internal/store"
 )
 
@@ -45,6 +46,10 @@ type Config struct {
 	MaxMessageBytes int64 // the largest body accepted
 	// Relay allows remote recipients to be queued for the outbound relay.
 	Relay bool
+	// SRS, when set, rewrites the sender of mail forwarded to remote
+	// addresses and takes bounces to the rewritten addresses back (see
+	// srs.go); nil leaves forwarded mail with its sender.
+	SRS *srs.Rewriter
 }
 
 // Deliverer is safe for concurrent use.
@@ -90,6 +95,9 @@ const maxAliasDepth = 10
 // address and relaying is off, and store.ErrQuota when every local account
 // it reaches is already full.
 func (d *Deliverer) Resolve(ctx context.Context, address string) (Recipient, error) {
+	if rc, ok, err := d.resolveSRS(ctx, address); ok {
+		return rc, err
+	}
 	addr, err := accounts.NormalizeAddress(address)
 	if err != nil {
 		return Recipient{}, fmt.Errorf("%w: %v", ErrBadAddress, err)
@@ -271,8 +279,12 @@ func (d *Deliverer) Deliver(ctx context.Context, m *Message) error {
 	if err != nil {
 		return err
 	}
+	from, err := d.forwardSender(ctx, m, len(remote) > 0)
+	if err != nil {
+		return err
+	}
 	del := &store.Delivery{
-		Blob: blob, Info: info, From: m.From,
+		Blob: blob, Info: info, From: from,
 		Local: local, Remote: remote, DSN: m.DSN,
 		// A recipient at its quota was refused at RCPT by Resolve; a
 		// message that only now pushes an account past it is accepted,
@@ -340,4 +352,75 @@ func (d *Deliverer) spool(ctx context.Context, body io.Reader) (*store.Blob, *ms
 		return nil, nil, fmt.Errorf("parse: %w", err)
 	}
 	return blob, info, nil
+}
+
+// Spooled is a message body written into the store and parsed, not yet
+// filed anywhere (see AppendAll).
+type Spooled struct {
+	blob *store.Blob
+	info *msginfo.Info
+}
+
+// Size is the body's size in octets.
+func (s *Spooled) Size() int64 { return s.blob.Size }
+
+// Spool writes body into the store and parses it, for AppendAll: a door
+// that receives several messages in one command spools each as it
+// arrives instead of holding it in memory.
+func (d *Deliverer) Spool(ctx context.Context, body io.Reader) (*Spooled, error) {
+	blob, info, err := d.spool(ctx, body)
+	if err != nil {
+		return nil, err
+	}
+	return &Spooled{blob: blob, info: info}, nil
+}
+
+// AppendItem is one message of AppendAll.
+type AppendItem struct {
+	Flags []string
+	Date  time.Time // internal date; zero means now
+	Body  *Spooled
+}
+
+// AppendAll files every item into one mailbox of one account, all or
+// none, in one store transaction (IMAP MULTIAPPEND, RFC 3502). The quota
+// is enforced for the total (store.ErrQuota). The results are in the
+// order of items, with UIDs ascending in that order.
+func (d *Deliverer) AppendAll(ctx context.Context, accountID int64, mailbox string, items []AppendItem) ([]store.Delivered, error) {
+	if len(items) == 0 {
+		return nil, fmt.Errorf("append: %w: no messages", store.ErrInvalid)
+	}
+	ds := make([]*store.Delivery, len(items))
+	for i, it := range items {
+		if it.Body == nil {
+			return nil, fmt.Errorf("append: %w: message %d has no body", store.ErrInvalid, i+1)
+		}
+		ds[i] = &store.Delivery{
+			Blob: it.Body.blob, Info: it.Body.info,
+			Local:        []store.Target{{AccountID: accountID, Mailbox: mailbox, Flags: it.Flags, InternalDate: it.Date}},
+			EnforceQuota: true,
+		}
+	}
+	var res [][]store.Delivered
+	var err error
+	if len(ds) == 1 {
+		// The common APPEND of one message: an ordinary delivery, which
+		// the store commits with less work than a group.
+		var r []store.Delivered
+		r, err = d.st.Deliver(ctx, ds[0])
+		res = [][]store.Delivered{r}
+	} else {
+		res, err = d.st.DeliverAll(ctx, ds)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("append: %w", err)
+	}
+	out := make([]store.Delivered, len(res))
+	for i, r := range res {
+		if len(r) != 1 {
+			return nil, fmt.Errorf("append: store filed %d copies of message %d, want 1", len(r), i+1)
+		}
+		out[i] = r[0]
+	}
+	return out, nil
 }

@@ -52,6 +52,7 @@ func FuzzServer(f *testing.F) {
 		"\x02a UID SEARCH RETURN (MIN MAX COUNT SAVE) OR SEEN (NOT FROM \"bob\") BODY needle\r\nb FETCH $ FLAGS\r\n",
 		"\x02a STORE 1 +FLAGS.SILENT (\\Deleted)\r\nb EXPUNGE\r\nc UID EXPUNGE 1:*\r\n",
 		"\x02a APPEND INBOX (\\Seen) \"01-Jan-2024 10:00:00 +0000\" {14+}\r\nSubject: x\r\n\r\n\r\nb IDLE\r\nDONE\r\n",
+		"\x02a APPEND INBOX (\\Seen) {14+}\r\nSubject: x\r\n\r\n (\\Flagged) \"01-Jan-2024 10:00:00 +0000\" UTF8 (~{3+}\r\nabc)\r\nb APPEND INBOX {1+}\r\nx {9}\r\n",
 		"\x02a COPY 1:* Archive\r\nb UID MOVE 1:* Trash\r\nc LIST \"\" *\r\nd LSUB \"\" %\r\n",
 		"\x02a ENABLE QRESYNC IMAP4rev2\r\nb SELECT INBOX (QRESYNC (1 1 1:5))\r\nc UID FETCH 1:* FLAGS (CHANGEDSINCE 1 VANISHED)\r\n",
 		"\x02a CREATE foo/bar (USE (\\Junk))\r\nb RENAME foo baz\r\nc STATUS baz/bar (MESSAGES SIZE HIGHESTMODSEQ)\r\nd DELETE baz/bar\r\n",

@@ -9,7 +9,7 @@
 // A session keeps no message data of its own: only the UIDs, MODSEQs and
 // flags of the selected mailbox, to map sequence numbers and report changes.
 // Everything else is read from the store when a command asks for it;
-// APPEND literals are streamed into deliver.Append, never buffered whole.
+// APPEND literals are streamed into deliver.Spool, never buffered whole.
 // Changes made elsewhere reach a session through Store.Subscribe and
 // ChangesSince: at once during IDLE, else with the next command, EXPUNGE
 // held back while FETCH, STORE, SEARCH, SORT or THREAD by sequence number
@@ -20,8 +20,8 @@
 // UNSELECT, CHILDREN, SPECIAL-USE, CREATE-SPECIAL-USE, LIST-EXTENDED,
 // LIST-STATUS, ESEARCH, SEARCHRES, STATUS=SIZE, UTF8=ACCEPT, CONDSTORE,
 // QRESYNC, BINARY, QUOTA, COMPRESS=DEFLATE, SORT, THREAD=ORDEREDSUBJECT,
-// THREAD=REFERENCES, APPENDLIMIT. Not offered: MULTIAPPEND (it must be
-// atomic, which needs a multi-message store call).
+// THREAD=REFERENCES, APPENDLIMIT, MULTIAPPEND (all or none, through
+// Store.DeliverAll).
 //
 // One file per command group: parser.go (the bounded command parser),
 // conn.go (session loop, dispatch, replies), auth.go, mailbox.go,
@@ -97,11 +97,13 @@ const (
 	maxMailboxDepth = 16
 )
 
-// loginFunc and appendFunc are the two calls into auth and deliver; nil
-// (no Deps.Auth or Deps.Deliver) makes LOGIN or APPEND answer UNAVAILABLE.
+// loginFunc, spoolFunc and appendFunc are the calls into auth and
+// deliver; nil (no Deps.Auth or Deps.Deliver) makes LOGIN or APPEND
+// answer UNAVAILABLE.
 type (
 	loginFunc  func(ctx context.Context, remote netip.Addr, user, pass string) (store.Account, error)
-	appendFunc func(ctx context.Context, accountID int64, mailbox string, flags []string, date time.Time, body io.Reader) (store.Delivered, error)
+	spoolFunc  func(ctx context.Context, body io.Reader) (*deliver.Spooled, error)
+	appendFunc func(ctx context.Context, accountID int64, mailbox string, items []deliver.AppendItem) ([]store.Delivered, error)
 )
 
 // Server serves IMAP. Its methods are safe for concurrent use.
@@ -109,6 +111,7 @@ type Server struct {
 	cfg    Config
 	st     store.Store
 	login  loginFunc
+	spool  spoolFunc
 	append appendFunc
 	log    *slog.Logger
 	limit  *limits.ConnLimiter
@@ -166,7 +169,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.login = deps.Auth.Login
 	}
 	if deps.Deliver != nil {
-		s.append = deps.Deliver.Append
+		s.spool = deps.Deliver.Spool
+		s.append = deps.Deliver.AppendAll
 	}
 	return s, nil
 }

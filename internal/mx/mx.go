@@ -216,7 +216,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 			in, _, err = r.tcp.ExchangeContext(ctx, m, srv)
 		}
 		if err != nil {
-			last = fmt.Sprintf("%s lookup: %v", dns.TypeToString[qtype], err)
+			last = fmt.Sprintf("%s lookup: %s", dns.TypeToString[qtype], r.queryError(ctx, err, srv))
 			if ctx.Err() != nil {
 				break
 			}
@@ -236,6 +236,17 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 		}
 	}
 	return nil, 0, &Error{Domain: name, Reason: last}
+}
+
+// queryError says why one query failed in words for `tern queue show`: a
+// nameserver that never answered is named, with the time it was given,
+// rather than left as a socket's "i/o timeout".
+func (r *Resolver) queryError(ctx context.Context, err error, srv string) string {
+	var ne net.Error
+	if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Sprintf("timeout: nameserver %s did not answer within %s", srv, r.cfg.Timeout)
+	}
+	return err.Error()
 }
 
 // ListenSelf returns a Config.Self for a server whose port 25 listens on

@@ -1,6 +1,7 @@
 package mx
 
 import (
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -97,6 +98,25 @@ func TestLookupTimeout(t *testing.T) {
 	_, err = r.Lookup(t.Context(), "x.test")
 	if err == nil || IsPermanent(err) {
 		t.Fatalf("got %v, want a temporary error", err)
+	}
+}
+
+func TestLookupNoAnswer(t *testing.T) {
+	// A nameserver that reads and never answers: a temporary error that
+	// says so.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	r, err := New(Config{Nameserver: pc.LocalAddr().String(), Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Lookup(t.Context(), "x.test")
+	want := "x.test: MX lookup: timeout: nameserver " + pc.LocalAddr().String() + " did not answer within 200ms"
+	if err == nil || IsPermanent(err) || err.Error() != want {
+		t.Fatalf("got %v, want the temporary error %q", err, want)
 	}
 }
 

@@ -332,6 +332,14 @@ type Store interface {
 	// for every remote recipient, in one transaction. Concurrent calls are
 	// committed together (group commit). It returns once durable.
 	Deliver(ctx context.Context, d *Delivery) ([]Delivered, error)
+	// DeliverAll files several deliveries in one transaction, all or
+	// none (IMAP MULTIAPPEND, RFC 3502): if any fails, none of them
+	// leaves anything and the error is that one's. The results are in
+	// the order of ds, and deliveries into one mailbox get its UIDs in
+	// that order. Like Deliver, it is committed with concurrent
+	// deliveries (as one savepoint of the group) and returns once
+	// durable.
+	DeliverAll(ctx context.Context, ds []*Delivery) ([][]Delivered, error)
 	OpenBlob(ctx context.Context, id string) (BlobReader, error)
 
 	// Messages. UIDs arguments are ascending; UIDs that do not exist are

@@ -23,24 +23,64 @@ import (
 // transaction shared with the deliveries made at the same time (group
 // commit, groupcommit.go).
 func (s *Store) Deliver(ctx context.Context, d *store.Delivery) ([]store.Delivered, error) {
+	r, err := s.prepareDelivery(ctx, d)
+	if err != nil {
+		return nil, fmt.Errorf("deliver: %w", err)
+	}
+	if err := s.commitRetried(ctx, r); err != nil {
+		return nil, fmt.Errorf("deliver: %w", err)
+	}
+	return r.out, nil
+}
+
+// DeliverAll implements store.Store: the deliveries travel as one request
+// of the group commit (deliverReq.group) and share one savepoint, so the
+// first failure undoes them all and leaves the rest of the batch alone.
+func (s *Store) DeliverAll(ctx context.Context, ds []*store.Delivery) ([][]store.Delivered, error) {
+	if len(ds) == 0 {
+		return nil, fmt.Errorf("deliver all: %w: no deliveries", store.ErrInvalid)
+	}
+	rs := make([]*deliverReq, len(ds))
+	for i, d := range ds {
+		r, err := s.prepareDelivery(ctx, d)
+		if err != nil {
+			return nil, fmt.Errorf("deliver all: message %d: %w", i+1, err)
+		}
+		rs[i] = r
+	}
+	head := rs[0]
+	head.group = rs[1:]
+	if err := s.commitRetried(ctx, head); err != nil {
+		return nil, fmt.Errorf("deliver all: %w", err)
+	}
+	out := make([][]store.Delivered, len(rs))
+	for i, r := range rs {
+		out[i] = r.out
+	}
+	return out, nil
+}
+
+// prepareDelivery checks d and makes its request, with the targets in
+// lock order and the body read if it is to be stored in the database.
+func (s *Store) prepareDelivery(ctx context.Context, d *store.Delivery) (*deliverReq, error) {
 	if d == nil || d.Blob == nil {
-		return nil, fmt.Errorf("deliver: %w: no body", store.ErrInvalid)
+		return nil, fmt.Errorf("%w: no body", store.ErrInvalid)
 	}
 	if len(d.Local) == 0 && len(d.Remote) == 0 {
-		return nil, fmt.Errorf("deliver: %w: no recipients", store.ErrInvalid)
+		return nil, fmt.Errorf("%w: no recipients", store.ErrInvalid)
 	}
 	if !validText(d.From) {
-		return nil, fmt.Errorf("deliver: %w: sender %q", store.ErrInvalid, d.From)
+		return nil, fmt.Errorf("%w: sender %q", store.ErrInvalid, d.From)
 	}
 	targets := make([]target, len(d.Local))
 	for i, t := range d.Local {
 		name, err := mailboxName(t.Mailbox)
 		if err != nil {
-			return nil, fmt.Errorf("deliver: %w", err)
+			return nil, err
 		}
 		fs, err := flagset.Parse(t.Flags)
 		if err != nil {
-			return nil, fmt.Errorf("deliver: %w", err)
+			return nil, err
 		}
 		date := t.InternalDate
 		if date.IsZero() {
@@ -54,20 +94,27 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) ([]store.Deliver
 	})
 	queue, err := groupByDomain(d.Remote)
 	if err != nil {
-		return nil, fmt.Errorf("deliver: %w", err)
+		return nil, err
 	}
 	r := &deliverReq{ctx: ctx, d: d, targets: targets, queue: queue}
 	if r.body, err = s.blobData(ctx, d.Blob); err != nil {
-		return nil, fmt.Errorf("deliver: %w", err)
+		return nil, err
 	}
 	r.sha, _ = hex.DecodeString(d.Blob.ID)
 	if d.Info != nil {
 		j, err := json.Marshal(d.Info)
 		if err != nil {
-			return nil, fmt.Errorf("deliver: encode message info: %w", err)
+			return nil, fmt.Errorf("encode message info: %w", err)
 		}
 		r.info = new(string(j))
 	}
+	return r, nil
+}
+
+// commitRetried commits r (and its group), running it again after a
+// conflict, then removes the spool files of the bodies now stored.
+func (s *Store) commitRetried(ctx context.Context, r *deliverReq) error {
+	var err error
 	for try := 1; ; try++ {
 		err = s.commitDelivery(r)
 		if err == nil || try == maxTries || !retryable(err) || ctx.Err() != nil {
@@ -76,14 +123,16 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) ([]store.Deliver
 		backoff(try)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("deliver: %w", classify(err))
+		return classify(err)
 	}
-	if d.Blob.Path != "" {
-		// Committed: the body is in the database, and a later Deliver of
-		// the same Blob finds it there by its hash.
-		os.Remove(d.Blob.Path)
+	for _, p := range r.parts() {
+		if p.d.Blob.Path != "" {
+			// Committed: the body is in the database, and a later
+			// Deliver of the same Blob finds it there by its hash.
+			os.Remove(p.d.Blob.Path)
+		}
 	}
-	return r.out, nil
+	return nil
 }
 
 // validText reports whether PostgreSQL can store s as text.

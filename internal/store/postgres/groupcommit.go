@@ -24,7 +24,11 @@ import (
 //
 // Deadlocks: a batch locks the accounts of all its deliveries first, in
 // id order, and runs the deliveries in the order of their bodies' hashes,
-// so its blob locks too come in the package's lock order.
+// so its blob locks too come in the package's lock order. The parts of a
+// group (DeliverAll) run in the group's order, which their UIDs must
+// follow, so their blob locks may not: two transactions filing the same
+// bodies at once can then deadlock, which PostgreSQL breaks and
+// commitRetried runs again.
 
 // maxDeliverBatch bounds the deliveries in one transaction.
 const maxDeliverBatch = 64
@@ -43,10 +47,20 @@ type deliverReq struct {
 	body    []byte
 	info    *string // msginfo.Info as JSON
 
+	// group are deliveries that commit with this one or not at all
+	// (DeliverAll), in the same savepoint, after it. Their ctx, err and
+	// done are unused: the head's stand for the group.
+	group []*deliverReq
+
 	charged []int64 // accounts, as queued
 	out     []store.Delivered
 	err     error
 	done    chan struct{}
+}
+
+// parts returns r followed by its group.
+func (r *deliverReq) parts() []*deliverReq {
+	return append([]*deliverReq{r}, r.group...)
 }
 
 // commitDelivery hands r to a deliverer and waits for its outcome. Once
@@ -126,8 +140,10 @@ func (s *Store) runBatch(batch []*deliverReq) {
 	touched := map[int64]struct{}{}
 	for _, r := range live {
 		if r.err == nil {
-			for _, id := range r.charged {
-				touched[id] = struct{}{}
+			for _, p := range r.parts() {
+				for _, id := range p.charged {
+					touched[id] = struct{}{}
+				}
 			}
 		}
 	}
@@ -144,15 +160,19 @@ func (s *Store) deliverBatch(ctx context.Context, live []*deliverReq) error {
 	defer tx.Rollback(ctx)
 	var accounts []int64
 	for _, r := range live {
-		r.out, r.err = nil, nil
-		for _, t := range r.targets {
-			accounts = append(accounts, t.account)
+		r.err = nil
+		for _, p := range r.parts() {
+			p.out = nil
+			for _, t := range p.targets {
+				accounts = append(accounts, t.account)
+			}
 		}
 	}
 	// A delivery alone locks its accounts in order by itself (its
 	// targets are sorted), and needs no savepoint: if refused, the whole
-	// transaction is rolled back.
-	alone := len(live) == 1
+	// transaction is rolled back. A group is never alone: its parts'
+	// accounts together are not in order.
+	alone := len(live) == 1 && len(live[0].group) == 0
 	slices.Sort(accounts)
 	if accounts = slices.Compact(accounts); len(accounts) > 0 && !alone {
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM accounts WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE`, accounts); err != nil {
@@ -162,33 +182,41 @@ func (s *Store) deliverBatch(ctx context.Context, live []*deliverReq) error {
 	now := unixNano(s.now())
 	var pending []string // ends the previous delivery's savepoint
 	for _, r := range live {
-		var b pgx.Batch
-		for _, q := range pending {
-			b.Queue(q)
-		}
 		if !alone {
 			pending = append(pending, "SAVEPOINT d")
-			b.Queue("SAVEPOINT d")
 		}
-		s.queueDelivery(&b, r, now)
-		br := tx.SendBatch(ctx, &b)
-		for range pending {
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return fmt.Errorf("savepoint: %w", err)
+		// A group's parts run one pipeline each, in the one savepoint;
+		// the first refused ends the group.
+		for _, p := range r.parts() {
+			var b pgx.Batch
+			for _, q := range pending {
+				b.Queue(q)
+			}
+			s.queueDelivery(&b, p, now)
+			br := tx.SendBatch(ctx, &b)
+			for range pending {
+				if _, err := br.Exec(); err != nil {
+					br.Close()
+					return fmt.Errorf("savepoint: %w", err)
+				}
+			}
+			pending = nil
+			r.err = readDelivery(br, p)
+			if cerr := br.Close(); r.err == nil && cerr != nil {
+				r.err = cerr
+			}
+			if r.err != nil {
+				break
 			}
 		}
-		r.err = readDelivery(br, r)
-		if cerr := br.Close(); r.err == nil && cerr != nil {
-			r.err = cerr
-		}
-		pending = nil
 		switch {
 		case r.err != nil && !alone:
 			// At once, not in the next pipeline: after an SQL error the
 			// transaction accepts nothing else, not even the statement
 			// preparation a pipeline starts with.
-			r.out = nil
+			for _, p := range r.parts() {
+				p.out = nil
+			}
 			if _, err := tx.Exec(ctx, "ROLLBACK TO d; RELEASE d"); err != nil {
 				return fmt.Errorf("savepoint: %w", err)
 			}

@@ -16,23 +16,77 @@ import (
 // of the writer's current batch: if it fails (ErrQuota, ErrNoSuchMailbox)
 // nothing of it remains and the rest of the batch commits.
 func (s *Store) Deliver(ctx context.Context, d *store.Delivery) ([]store.Delivered, error) {
+	p, err := s.prepareDelivery(d)
+	if err != nil {
+		return nil, fmt.Errorf("deliver: %w", err)
+	}
+	var out []store.Delivered
+	err = s.write(ctx, func(w *wtx) error {
+		var err error
+		out, err = w.deliver(d, p.targets, p.queue)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("deliver: %w", err)
+	}
+	return out, nil
+}
+
+// DeliverAll implements store.Store: the deliveries run one after the
+// other in a single savepoint of the writer's batch, so the first
+// failure undoes them all and leaves the rest of the batch alone.
+func (s *Store) DeliverAll(ctx context.Context, ds []*store.Delivery) ([][]store.Delivered, error) {
+	if len(ds) == 0 {
+		return nil, fmt.Errorf("deliver all: %w: no deliveries", store.ErrInvalid)
+	}
+	ps := make([]prepared, len(ds))
+	for i, d := range ds {
+		p, err := s.prepareDelivery(d)
+		if err != nil {
+			return nil, fmt.Errorf("deliver all: message %d: %w", i+1, err)
+		}
+		ps[i] = p
+	}
+	var out [][]store.Delivered
+	err := s.write(ctx, func(w *wtx) error {
+		out = make([][]store.Delivered, len(ds))
+		for i, d := range ds {
+			var err error
+			if out[i], err = w.deliver(d, ps[i].targets, ps[i].queue); err != nil {
+				return fmt.Errorf("message %d: %w", i+1, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("deliver all: %w", err)
+	}
+	return out, nil
+}
+
+// prepared is a delivery checked and parsed before it is queued, keeping
+// the writer's critical section to SQL.
+type prepared struct {
+	targets []target
+	queue   []queueGroup
+}
+
+func (s *Store) prepareDelivery(d *store.Delivery) (prepared, error) {
 	if d == nil || d.Blob == nil {
-		return nil, fmt.Errorf("deliver: %w: no body", store.ErrInvalid)
+		return prepared{}, fmt.Errorf("%w: no body", store.ErrInvalid)
 	}
 	if len(d.Local) == 0 && len(d.Remote) == 0 {
-		return nil, fmt.Errorf("deliver: %w: no recipients", store.ErrInvalid)
+		return prepared{}, fmt.Errorf("%w: no recipients", store.ErrInvalid)
 	}
-	// Parse flags and names before queueing, keeping the writer's
-	// critical section to SQL.
 	targets := make([]target, len(d.Local))
 	for i, t := range d.Local {
 		name, err := mailboxName(t.Mailbox)
 		if err != nil {
-			return nil, fmt.Errorf("deliver: %w", err)
+			return prepared{}, err
 		}
 		fs, err := flagset.Parse(t.Flags)
 		if err != nil {
-			return nil, fmt.Errorf("deliver: %w", err)
+			return prepared{}, err
 		}
 		date := t.InternalDate
 		if date.IsZero() {
@@ -42,18 +96,9 @@ func (s *Store) Deliver(ctx context.Context, d *store.Delivery) ([]store.Deliver
 	}
 	queue, err := groupByDomain(d.Remote)
 	if err != nil {
-		return nil, fmt.Errorf("deliver: %w", err)
+		return prepared{}, err
 	}
-	var out []store.Delivered
-	err = s.write(ctx, func(w *wtx) error {
-		var err error
-		out, err = w.deliver(d, targets, queue)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("deliver: %w", err)
-	}
-	return out, nil
+	return prepared{targets: targets, queue: queue}, nil
 }
 
 type target struct {

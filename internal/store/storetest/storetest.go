@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Quota", testQuota},
 		{"ConcurrentDeliver", testConcurrentDeliver},
 		{"FailingDeliveryIsolated", testFailingDeliveryIsolated},
+		{"DeliverAll", testDeliverAll},
 		{"Queue", testQueue},
 		{"Subscribe", testSubscribe},
 		{"Lock", testLock},
