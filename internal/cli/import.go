@@ -86,6 +86,9 @@ func runImport(e *env, path, address string, source func(*importer) error) error
 	}
 	err = source(im)
 	im.bar.finish()
+	if err != nil && im.done == 0 {
+		return err // nothing was tried: no summary
+	}
 	for _, mb := range im.created {
 		fmt.Fprintf(e.stdout, "created mailbox %s\n", mb)
 	}
@@ -245,7 +248,18 @@ func (im *importer) maildir(root string) error {
 	im.progress()
 	for _, b := range boxes {
 		if err := im.ensureMailbox(b.mailbox); err != nil {
-			return err
+			if im.ctx.Err() != nil {
+				return im.ctx.Err()
+			}
+			// A folder whose name the store refuses: skip its messages.
+			im.bar.printf("%v: %d message(s) skipped\n", err, len(b.files))
+			for _, f := range b.files {
+				im.done++
+				im.failed++
+				im.doneBytes += f.size
+			}
+			im.progress()
+			continue
 		}
 		for _, f := range b.files {
 			if err := im.maildirFile(b.mailbox, f); err != nil {

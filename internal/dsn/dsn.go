@@ -25,13 +25,16 @@ const (
 
 // Report describes one notification about one message.
 type Report struct {
-	ReportingMTA string    // our host name
-	To           string    // the original envelope sender, who gets the report
-	EnvID        string    // RFC 3461 ENVID of the original, or ""
-	Ret          string    // "FULL" returns the whole message; otherwise headers only
-	Arrival      time.Time // when we accepted the original
-	Date         time.Time // when the report is written
-	Recipients   []Recipient
+	ReportingMTA string // our host name
+	// FromDomain is the domain of the report's From (MAILER-DAEMON@);
+	// empty means ReportingMTA.
+	FromDomain string
+	To         string    // the original envelope sender, who gets the report
+	EnvID      string    // RFC 3461 ENVID of the original, or ""
+	Ret        string    // "FULL" returns the whole message; otherwise headers only
+	Arrival    time.Time // when we accepted the original
+	Date       time.Time // when the report is written
+	Recipients []Recipient
 	// MaxFull bounds the original returned with RET=FULL; past it only the
 	// header is returned. Zero means 10 MiB.
 	MaxFull int64
@@ -70,7 +73,11 @@ func Write(w io.Writer, r Report, original io.Reader, size int64) error {
 	bw := bufio.NewWriter(w)
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format+"\r\n", args...) }
 	// RFC 3834 §5: Auto-Submitted keeps responders from answering.
-	p("From: Mail Delivery System <MAILER-DAEMON@%s>", r.ReportingMTA)
+	fromDomain := r.FromDomain
+	if fromDomain == "" {
+		fromDomain = r.ReportingMTA
+	}
+	p("From: Mail Delivery System <MAILER-DAEMON@%s>", fromDomain)
 	p("To: <%s>", r.To)
 	p("Subject: %s", subject)
 	p("Date: %s", r.Date.Format(time.RFC1123Z))

@@ -410,12 +410,29 @@ func notifies(notify, kind string) bool {
 	return false
 }
 
+// dsnDomain is the domain a DSN about a message from sender comes from:
+// the sender's own domain when it is ours (a user's mail, or the SRS
+// address of a forward), so the DSN is DKIM-signed by that domain and
+// passes DMARC at the receiver; our host name otherwise.
+func (r *Relay) dsnDomain(ctx context.Context, sender string) string {
+	at := strings.LastIndexByte(sender, '@')
+	if at < 0 {
+		return r.cfg.Hostname
+	}
+	domain := strings.ToLower(sender[at+1:])
+	if _, err := r.deps.Store.GetDomain(ctx, domain); err != nil {
+		return r.cfg.Hostname
+	}
+	return domain
+}
+
 func (r *Relay) sendDSN(ctx context.Context, e store.QueueEntry, rep dsn.Report) error {
 	orig, err := r.deps.Store.OpenBlob(ctx, e.BlobID)
 	if err != nil {
 		return err
 	}
 	defer orig.Close()
+	rep.FromDomain = r.dsnDomain(ctx, e.From)
 	var buf bytes.Buffer
 	if err := dsn.Write(&buf, rep, io.NewSectionReader(orig, 0, orig.Size()), orig.Size()); err != nil {
 		return err

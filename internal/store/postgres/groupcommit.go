@@ -147,7 +147,7 @@ func (s *Store) runBatch(batch []*deliverReq) {
 			}
 		}
 	}
-	s.notifyLocal(touched)
+	s.feed.Notify(touched)
 }
 
 // deliverBatch runs the deliveries in one transaction. An error it

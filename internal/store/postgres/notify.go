@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,62 +35,9 @@ func channelName(schema string) string {
 // deaf until the kernel gives up.
 const listenPing = 30 * time.Second
 
-type subscriber struct{ ch chan struct{} }
-
 // Subscribe implements store.Store.
 func (s *Store) Subscribe(accountID int64) (<-chan struct{}, func()) {
-	sub := &subscriber{ch: make(chan struct{}, 1)}
-	s.subMu.Lock()
-	m := s.subs[accountID]
-	if m == nil {
-		m = make(map[*subscriber]struct{})
-		s.subs[accountID] = m
-	}
-	m[sub] = struct{}{}
-	s.subMu.Unlock()
-	var once sync.Once
-	return sub.ch, func() {
-		once.Do(func() {
-			s.subMu.Lock()
-			delete(s.subs[accountID], sub)
-			if len(s.subs[accountID]) == 0 {
-				delete(s.subs, accountID)
-			}
-			s.subMu.Unlock()
-		})
-	}
-}
-
-// notifyLocal signals this node's subscribers of the accounts, never
-// blocking: one pending signal is all a waiter needs to look again.
-func (s *Store) notifyLocal(accounts map[int64]struct{}) {
-	if len(accounts) == 0 {
-		return
-	}
-	s.subMu.Lock()
-	defer s.subMu.Unlock()
-	for id := range accounts {
-		signal(s.subs[id])
-	}
-}
-
-// notifyAll signals every subscriber: after the listener reconnects, any
-// change may have been missed.
-func (s *Store) notifyAll() {
-	s.subMu.Lock()
-	defer s.subMu.Unlock()
-	for _, m := range s.subs {
-		signal(m)
-	}
-}
-
-func signal(subs map[*subscriber]struct{}) {
-	for sub := range subs {
-		select {
-		case sub.ch <- struct{}{}:
-		default:
-		}
-	}
+	return s.feed.Subscribe(accountID)
 }
 
 // listen keeps one connection LISTENing on the store's channel until
@@ -121,7 +67,7 @@ func (s *Store) listen(ready chan<- error) {
 		if err == nil {
 			if connected {
 				// Changes made while we were away went unheard.
-				s.notifyAll()
+				s.feed.NotifyAll()
 			}
 			connected = true
 			backoff = 100 * time.Millisecond
@@ -185,6 +131,6 @@ func (s *Store) receive(ctx context.Context, conn *pgx.Conn) error {
 			s.log.Warn("change notification with a bad payload", "payload", n.Payload)
 			continue
 		}
-		s.notifyLocal(map[int64]struct{}{id: {}})
+		s.feed.Notify(map[int64]struct{}{id: {}})
 	}
 }

@@ -42,6 +42,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/feed"
 )
 
 var _ store.Store = (*Store)(nil)
@@ -77,8 +78,7 @@ type Store struct {
 	deliverQ  chan *deliverReq // to the deliverers (groupcommit.go)
 	deliverWG sync.WaitGroup
 
-	subMu sync.Mutex
-	subs  map[int64]map[*subscriber]struct{}
+	feed feed.Hub // Subscribe; notify.go
 
 	locks lockConn
 }
@@ -124,7 +124,6 @@ func openConfig(ctx context.Context, cfg *pgxpool.Config, log *slog.Logger) (*St
 		quit:      make(chan struct{}),
 		listenEnd: make(chan struct{}),
 		deliverQ:  make(chan *deliverReq),
-		subs:      make(map[int64]map[*subscriber]struct{}),
 	}
 	if err := s.init(ctx); err != nil {
 		pool.Close()
@@ -252,7 +251,7 @@ func (s *Store) writeOnce(ctx context.Context, fn func(w *wtx) error) (err error
 	if err := tx.Commit(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	s.notifyLocal(w.touched)
+	s.feed.Notify(w.touched)
 	return nil
 }
 

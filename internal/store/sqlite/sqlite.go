@@ -29,6 +29,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/feed"
 )
 
 var _ store.Store = (*Store)(nil)
@@ -68,8 +69,7 @@ type Store struct {
 	ckptEnd   chan struct{}
 	closeOnce sync.Once
 
-	subMu sync.Mutex
-	subs  map[int64]map[*subscriber]struct{}
+	feed feed.Hub // Subscribe
 
 	lockMu sync.Mutex
 	locks  map[string]struct{}
@@ -78,8 +78,6 @@ type Store struct {
 	commits atomic.Int64 // transactions committed by the writer
 	writes  atomic.Int64 // requests they carried
 }
-
-type subscriber struct{ ch chan struct{} }
 
 // sqliteMagic starts every SQLite database file.
 var sqliteMagic = []byte("SQLite format 3\x00")
@@ -126,7 +124,6 @@ func Open(dir string, log *slog.Logger) (*Store, error) {
 		quit:      make(chan struct{}),
 		writerEnd: make(chan struct{}),
 		ckptEnd:   make(chan struct{}),
-		subs:      make(map[int64]map[*subscriber]struct{}),
 		locks:     make(map[string]struct{}),
 	}
 	if err := createDatabase(path, pageSize); err != nil {
@@ -262,45 +259,7 @@ func (s *Store) Close() error {
 
 // Subscribe implements store.Store.
 func (s *Store) Subscribe(accountID int64) (<-chan struct{}, func()) {
-	sub := &subscriber{ch: make(chan struct{}, 1)}
-	s.subMu.Lock()
-	m := s.subs[accountID]
-	if m == nil {
-		m = make(map[*subscriber]struct{})
-		s.subs[accountID] = m
-	}
-	m[sub] = struct{}{}
-	s.subMu.Unlock()
-	var once sync.Once
-	return sub.ch, func() {
-		once.Do(func() {
-			s.subMu.Lock()
-			delete(s.subs[accountID], sub)
-			if len(s.subs[accountID]) == 0 {
-				delete(s.subs, accountID)
-			}
-			s.subMu.Unlock()
-		})
-	}
-}
-
-// notify signals the subscribers of the accounts, never blocking: the
-// channel has room for one pending signal, which is all a waiter needs to
-// know it must look again.
-func (s *Store) notify(accounts map[int64]struct{}) {
-	if len(accounts) == 0 {
-		return
-	}
-	s.subMu.Lock()
-	defer s.subMu.Unlock()
-	for id := range accounts {
-		for sub := range s.subs[id] {
-			select {
-			case sub.ch <- struct{}{}:
-			default:
-			}
-		}
-	}
+	return s.feed.Subscribe(accountID)
 }
 
 // Lock implements store.Store. The lock lives in this process only: a

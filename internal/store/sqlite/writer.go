@@ -154,7 +154,7 @@ func (s *Store) runBatch(batch []*writeReq) {
 			f()
 		}
 	}
-	s.notify(touched)
+	s.feed.Notify(touched)
 }
 
 // runOne runs one request in its own savepoint. err is the request's own
