@@ -3,11 +3,9 @@ package postgres
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/spool"
 )
 
 // Bodies live in the blobs table, content-addressed by SHA-256 and
@@ -30,86 +29,8 @@ import (
 // database row is the durable copy), removed once delivered or by
 // CollectGarbage. maxSize <= 0 means no limit.
 func (s *Store) Spool(ctx context.Context, r io.Reader, maxSize int64) (*store.Blob, error) {
-	limit := maxSize
-	if limit <= 0 {
-		limit = 1<<63 - 2
-	}
-	// Never read past maxSize+1: one byte more is enough to know the body
-	// is too big.
-	lr := &ctxReader{ctx: ctx, r: io.LimitReader(r, limit+1)}
-	h := sha256.New()
-	small := min(s.inlineAt, limit)
-	head, err := io.ReadAll(io.LimitReader(lr, small+1))
-	if err != nil {
-		return nil, fmt.Errorf("spool: read: %w", err)
-	}
-	if int64(len(head)) <= small {
-		h.Write(head)
-		if head == nil {
-			head = []byte{}
-		}
-		return &store.Blob{ID: hex.EncodeToString(h.Sum(nil)), Size: int64(len(head)), Data: head}, nil
-	}
-	if small == limit {
-		return nil, fmt.Errorf("spool: %w", store.ErrTooBig)
-	}
-	b, err := s.spoolFile(head, lr, h, limit)
+	b, err := spool.Read(ctx, r, maxSize, spool.Options{Inline: s.inlineAt, Dir: s.spoolDir})
 	return b, classify(err)
-}
-
-func (s *Store) spoolFile(head []byte, r io.Reader, h hash.Hash, limit int64) (*store.Blob, error) {
-	tmp, err := os.CreateTemp(s.spoolDir, "spool-*")
-	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	keep := false
-	defer func() {
-		tmp.Close()
-		if !keep {
-			os.Remove(tmp.Name())
-		}
-	}()
-	w := io.MultiWriter(tmp, h)
-	if _, err := w.Write(head); err != nil {
-		return nil, fmt.Errorf("spool: write: %w", err)
-	}
-	rest, err := io.Copy(w, r)
-	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	size := int64(len(head)) + rest
-	if size > limit {
-		return nil, fmt.Errorf("spool: %w", store.ErrTooBig)
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("spool: close: %w", err)
-	}
-	keep = true
-	return &store.Blob{ID: hex.EncodeToString(h.Sum(nil)), Size: size, Path: tmp.Name()}, nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
-func validBlobID(id string) bool {
-	if len(id) != 64 {
-		return false
-	}
-	for _, c := range id {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // sqlAddBlob records references to a body: the conflict on its hash
@@ -124,7 +45,7 @@ const sqlAddBlob = `INSERT INTO blobs (sha, size, refcount, data, info) VALUES (
 // blobData returns the body of a spooled blob, from memory or from its
 // spool file, before the delivery's transaction.
 func (s *Store) blobData(ctx context.Context, b *store.Blob) ([]byte, error) {
-	if b == nil || !validBlobID(b.ID) {
+	if b == nil || !spool.ValidID(b.ID) {
 		return nil, fmt.Errorf("%w: bad blob", store.ErrInvalid)
 	}
 	data := b.Data
@@ -198,7 +119,7 @@ const readTimeout = time.Minute
 // one is read in chunks as ReadAt asks (substring over an uncompressed
 // TOAST value reads only the chunks it covers).
 func (s *Store) OpenBlob(ctx context.Context, id string) (store.BlobReader, error) {
-	if !validBlobID(id) {
+	if !spool.ValidID(id) {
 		return nil, fmt.Errorf("open blob: %w", store.ErrNotFound)
 	}
 	sha, _ := hex.DecodeString(id)

@@ -296,7 +296,7 @@ func scanImportRow(rows *sql.Rows, t importTable, dataDir string) (vals []any, w
 	sha, size := vals[1].([]byte), vals[2].(int64)
 	id := hex.EncodeToString(sha)
 	if inFile != 0 {
-		if !validBlobID(id) {
+		if !spool.ValidID(id) {
 			return nil, 0, fmt.Errorf("blob with a bad hash %q", id)
 		}
 		data, err := os.ReadFile(filepath.Join(dataDir, "blobs", id[:2], id))

@@ -3,13 +3,11 @@ package sqlite
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/ternmail/tern/internal/msginfo"
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/spool"
 )
 
 // Spool implements store.Store. Bodies up to inlineAt bytes stay in memory
@@ -25,79 +24,31 @@ import (
 // durable in blobs/ab/<sha256> before Spool returns. maxSize <= 0 means no
 // limit.
 func (s *Store) Spool(ctx context.Context, r io.Reader, maxSize int64) (*store.Blob, error) {
-	limit := maxSize
-	if limit <= 0 {
-		limit = 1<<63 - 2
+	b, err := spool.Read(ctx, r, maxSize, spool.Options{Inline: s.inlineAt, Dir: filepath.Join(s.blobDir, "tmp"), Sync: true})
+	if err != nil || b.Path == "" {
+		return b, classify(err)
 	}
-	// Never read past maxSize+1: one byte more is enough to know the body
-	// is too big.
-	lr := &ctxReader{ctx: ctx, r: io.LimitReader(r, limit+1)}
-	h := sha256.New()
-	// Read up to one byte past what may stay in memory; ReadAll grows the
-	// buffer as data comes, so a small message does not pay for a
-	// buffer of the inline limit.
-	small := min(s.inlineAt, limit)
-	head, err := io.ReadAll(io.LimitReader(lr, small+1))
-	if err != nil {
-		return nil, fmt.Errorf("spool: read: %w", err)
-	}
-	if int64(len(head)) <= small {
-		h.Write(head)
-		return &store.Blob{ID: hex.EncodeToString(h.Sum(nil)), Size: int64(len(head)), Data: head}, nil
-	}
-	if small == limit {
-		return nil, fmt.Errorf("spool: %w", store.ErrTooBig)
-	}
-	b, err := s.spoolFile(head, lr, h, limit)
+	b, err = s.placeFile(b)
 	return b, classify(err)
 }
 
-// spoolFile writes head and the rest of r to a temporary file, then
-// renames it to its content address, with the fsyncs that make the file
-// and its name durable.
-func (s *Store) spoolFile(head []byte, r io.Reader, h hash.Hash, limit int64) (*store.Blob, error) {
-	tmp, err := os.CreateTemp(filepath.Join(s.blobDir, "tmp"), "spool-*")
-	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	keep := false
-	defer func() {
-		if !keep {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	w := io.MultiWriter(tmp, h)
-	if _, err := w.Write(head); err != nil {
-		return nil, fmt.Errorf("spool: write: %w", err)
-	}
-	rest, err := io.Copy(w, r)
-	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	size := int64(len(head)) + rest
-	if size > limit {
-		return nil, fmt.Errorf("spool: %w", store.ErrTooBig)
-	}
-	if err := tmp.Sync(); err != nil {
-		return nil, fmt.Errorf("spool: fsync: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("spool: close: %w", err)
-	}
-	id := hex.EncodeToString(h.Sum(nil))
-	final := s.blobPath(id)
+// placeFile renames a spooled file to its content address, with the
+// fsyncs that make its name durable.
+func (s *Store) placeFile(b *store.Blob) (*store.Blob, error) {
+	final := s.blobPath(b.ID)
 	if err := mkdirDurable(filepath.Dir(final)); err != nil {
+		os.Remove(b.Path)
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
+	if err := os.Rename(b.Path, final); err != nil {
+		os.Remove(b.Path)
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	keep = true
 	if err := syncDir(filepath.Dir(final)); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	return &store.Blob{ID: id, Size: size, Path: final}, nil
+	b.Path = final
+	return b, nil
 }
 
 // mkdirDurable creates dir (one level) if missing and fsyncs its parent
@@ -126,33 +77,9 @@ func syncDir(dir string) error {
 }
 
 // blobPath is where a file blob lives: a two-hex-digit fan-out keeps
-// directories small. id must be validated (validBlobID) by the caller.
+// directories small. id must be validated (spool.ValidID) by the caller.
 func (s *Store) blobPath(id string) string {
 	return filepath.Join(s.blobDir, id[:2], id)
-}
-
-func validBlobID(id string) bool {
-	if len(id) != 64 {
-		return false
-	}
-	for _, c := range id {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 const sqlAddBlobRef = `INSERT INTO blobs (sha, size, refcount, in_file, data, info) VALUES (?, ?, ?, ?, ?, ?)
@@ -162,7 +89,7 @@ const sqlAddBlobRef = `INSERT INTO blobs (sha, size, refcount, in_file, data, in
 // addBlobRefs records n more references to b, inserting its row (and, for
 // an inline body, its data) on first use, and returns the row's id.
 func (w *wtx) addBlobRefs(b *store.Blob, info *msginfo.Info, n int) (int64, error) {
-	if b == nil || !validBlobID(b.ID) {
+	if b == nil || !spool.ValidID(b.ID) {
 		return 0, fmt.Errorf("%w: bad blob", store.ErrInvalid)
 	}
 	sha, _ := hex.DecodeString(b.ID)
@@ -218,7 +145,7 @@ func (w *wtx) releaseMessages(where string, args ...any) error {
 
 // OpenBlob implements store.Store.
 func (s *Store) OpenBlob(ctx context.Context, id string) (store.BlobReader, error) {
-	if !validBlobID(id) {
+	if !spool.ValidID(id) {
 		return nil, fmt.Errorf("open blob: %w", store.ErrNotFound)
 	}
 	var (
@@ -358,7 +285,7 @@ func (s *Store) orphanFiles(w *wtx, minAge time.Duration) ([]string, error) {
 		for _, e := range ents {
 			id := e.Name()
 			p := filepath.Join(s.blobDir, d.Name(), id)
-			if !validBlobID(id) || !strings.HasPrefix(id, d.Name()) || !old(p) {
+			if !spool.ValidID(id) || !strings.HasPrefix(id, d.Name()) || !old(p) {
 				continue
 			}
 			var one int
