@@ -81,12 +81,20 @@ func newConn(s *Server, nc net.Conn, ip netip.Addr) *conn {
 	return c
 }
 
+// Buffer sizes: most of what an idle session holds is these two buffers,
+// so they are small. Longer command lines are read in fragments (readLine)
+// and large literals bypass the writer's buffer.
+const (
+	readBufSize  = 4 << 10
+	writeBufSize = 8 << 10
+)
+
 // setStreams (re)builds the buffered reader and writer over rw, after
 // STARTTLS or COMPRESS.
 func (c *conn) setStreams(rw io.ReadWriter) {
 	c.stream = rw
-	c.br = bufio.NewReaderSize(&deadlineReader{c: c, r: rw}, 16<<10)
-	c.bw = bufio.NewWriterSize(&deadlineWriter{nc: c.nc, w: rw}, 16<<10)
+	c.br = bufio.NewReaderSize(&deadlineReader{c: c, r: rw}, readBufSize)
+	c.bw = bufio.NewWriterSize(&deadlineWriter{nc: c.nc, w: rw}, writeBufSize)
 }
 
 // deadlineReader sets the read deadline: autologout (RFC 3501 §5.4)

@@ -25,6 +25,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/spool"
 )
 
 // ImportProgress reports how far an import is: Done out of Total work
