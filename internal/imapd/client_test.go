@@ -280,21 +280,21 @@ func TestStartTLSAndImplicitTLS(t *testing.T) {
 	}
 	// Pipelined plaintext after STARTTLS is refused.
 	raw := e.dial()
-	raw.send("a STARTTLS\r\nb NOOP")
-	raw.expect("a BAD")
+	raw.Send("a STARTTLS\r\nb NOOP")
+	raw.Expect("a BAD")
 }
 
 func TestShutdownClosesIdleSessions(t *testing.T) {
 	e := newEnv(t, envOpts{plain: true})
 	c := e.login()
 	c.cmd("s SELECT INBOX")
-	c.send("i IDLE")
-	c.expect("+ ")
+	c.Send("i IDLE")
+	c.Expect("+ ")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	done := make(chan error)
 	go func() { done <- e.srv.Shutdown(ctx) }()
-	c.expect("* BYE")
+	c.Expect("* BYE")
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}

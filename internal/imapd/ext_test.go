@@ -211,18 +211,18 @@ func TestAuthenticate(t *testing.T) {
 	c := e.dial()
 	c.cmd("a AUTHENTICATE PLAIN " + ir)
 	c = e.dial()
-	c.send("a AUTHENTICATE PLAIN")
-	c.expect("+ ")
-	c.send(ir)
+	c.Send("a AUTHENTICATE PLAIN")
+	c.Expect("+ ")
+	c.Send(ir)
 	if _, st := c.until("a"); !strings.HasPrefix(st, "OK") {
 		t.Fatal(st)
 	}
 	c = e.dial()
-	c.send("a AUTHENTICATE LOGIN")
-	c.expect("+ ")
-	c.send(base64.StdEncoding.EncodeToString([]byte(testUser)))
-	c.expect("+ ")
-	c.send(base64.StdEncoding.EncodeToString([]byte(testPass)))
+	c.Send("a AUTHENTICATE LOGIN")
+	c.Expect("+ ")
+	c.Send(base64.StdEncoding.EncodeToString([]byte(testUser)))
+	c.Expect("+ ")
+	c.Send(base64.StdEncoding.EncodeToString([]byte(testPass)))
 	if _, st := c.until("a"); !strings.HasPrefix(st, "OK") {
 		t.Fatal(st)
 	}
@@ -231,9 +231,9 @@ func TestAuthenticate(t *testing.T) {
 	if _, st := c.run("a AUTHENTICATE PLAIN " + bad); !strings.HasPrefix(st, "NO [AUTHENTICATIONFAILED]") {
 		t.Fatal(st)
 	}
-	c.send("b AUTHENTICATE PLAIN")
-	c.expect("+ ")
-	c.send("*")
+	c.Send("b AUTHENTICATE PLAIN")
+	c.Expect("+ ")
+	c.Send("*")
 	if _, st := c.until("b"); !strings.HasPrefix(st, "BAD") {
 		t.Fatal(st)
 	}
@@ -260,8 +260,8 @@ func TestCompress(t *testing.T) {
 	e.put("INBOX", testMsg)
 	c := e.login()
 	c.cmd("z COMPRESS DEFLATE")
-	zw, _ := flate.NewWriter(c.c, flate.DefaultCompression)
-	zr := bufio.NewReader(flate.NewReader(c.c))
+	zw, _ := flate.NewWriter(c.Conn, flate.DefaultCompression)
+	zr := bufio.NewReader(flate.NewReader(c.Conn))
 	io.WriteString(zw, "n NOOP\r\nf SELECT INBOX\r\ng FETCH 1 BODY.PEEK[]\r\n")
 	zw.Flush()
 	var got []string

@@ -2,7 +2,6 @@ package imapd
 
 import (
 	"context"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -25,10 +24,7 @@ func TestMbsync(t *testing.T) {
 	e.put("Sent", "Subject: sent\r\n\r\nsent body\r\n", store.FlagSeen)
 
 	dir := t.TempDir()
-	certFile := filepath.Join(dir, "cert.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.cert.Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	certFile := testenv.CertFile(t, e.cert)
 	mail := filepath.Join(dir, "mail")
 	if err := os.Mkdir(mail, 0o700); err != nil {
 		t.Fatal(err)

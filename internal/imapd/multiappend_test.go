@@ -23,12 +23,12 @@ func TestMultiAppend(t *testing.T) {
 		t.Fatalf("MULTIAPPEND not advertised: %q", caps)
 	}
 	m1, m2, m3 := "Subject: one\r\n\r\n1\r\n", "Subject: two\r\n\r\n2\r\n", "Subject: three\r\n\r\n3\r\n"
-	c.send(`m APPEND INBOX (\Seen) ` + literal(m1, true))
-	c.expect("+ ")
-	c.send(m1 + ` (\Flagged) "01-Jan-2024 10:00:00 +0000" ` + literal(m2, false))
-	c.send(m2 + " " + literal(m3, true))
-	c.expect("+ ")
-	c.send(m3)
+	c.Send(`m APPEND INBOX (\Seen) ` + literal(m1, true))
+	c.Expect("+ ")
+	c.Send(m1 + ` (\Flagged) "01-Jan-2024 10:00:00 +0000" ` + literal(m2, false))
+	c.Send(m2 + " " + literal(m3, true))
+	c.Expect("+ ")
+	c.Send(m3)
 	_, st := c.until("m")
 	want := fmt.Sprintf("OK [APPENDUID %d 1:3]", e.mailbox("INBOX").UIDValidity)
 	if !strings.HasPrefix(st, want) {
@@ -60,8 +60,8 @@ func TestMultiAppendAllOrNothing(t *testing.T) {
 	}
 
 	// The second literal is past APPENDLIMIT: refused before "+".
-	c.send("a APPEND INBOX " + literal(msg, false))
-	c.send(msg + " {2000}")
+	c.Send("a APPEND INBOX " + literal(msg, false))
+	c.Send(msg + " {2000}")
 	if _, st := c.until("a"); !strings.HasPrefix(st, "NO [TOOBIG]") {
 		t.Fatalf("second literal too big: %q", st)
 	}
@@ -72,10 +72,10 @@ func TestMultiAppendAllOrNothing(t *testing.T) {
 	if err := e.st.SetQuota(context.Background(), e.acct.ID, int64(2*len(msg)+10)); err != nil {
 		t.Fatal(err)
 	}
-	c.send("b APPEND INBOX " + literal(msg, false))
-	c.send(msg + " " + literal(msg, false))
-	c.send(msg + " " + literal(msg, false))
-	c.send(msg)
+	c.Send("b APPEND INBOX " + literal(msg, false))
+	c.Send(msg + " " + literal(msg, false))
+	c.Send(msg + " " + literal(msg, false))
+	c.Send(msg)
 	if _, st := c.until("b"); !strings.HasPrefix(st, "NO [OVERQUOTA]") {
 		t.Fatalf("over quota in total: %q", st)
 	}
@@ -88,13 +88,13 @@ func TestMultiAppendAllOrNothing(t *testing.T) {
 	if _, err := e.st.CreateMailbox(context.Background(), e.acct.ID, "Gone", ""); err != nil {
 		t.Fatal(err)
 	}
-	c.send("g APPEND Gone " + literal(msg, true))
-	c.expect("+ ")
+	c.Send("g APPEND Gone " + literal(msg, true))
+	c.Expect("+ ")
 	if err := e.st.DeleteMailbox(context.Background(), e.acct.ID, "Gone"); err != nil {
 		t.Fatal(err)
 	}
-	c.send(msg + " " + literal(msg, false))
-	c.send(msg)
+	c.Send(msg + " " + literal(msg, false))
+	c.Send(msg)
 	if _, st := c.until("g"); !strings.HasPrefix(st, "NO [TRYCREATE]") {
 		t.Fatalf("mailbox deleted mid-way: %q", st)
 	}
@@ -105,7 +105,7 @@ func TestMultiAppendAllOrNothing(t *testing.T) {
 	for range maxAppendMessages + 1 {
 		b.WriteString(" " + literal("x", false) + "\r\nx")
 	}
-	c.send(b.String())
+	c.Send(b.String())
 	if _, st := c.until("l"); !strings.HasPrefix(st, "NO [LIMIT]") {
 		t.Fatalf("too many messages: %q", st)
 	}

@@ -224,7 +224,7 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 }
 
 func (s *Server) accept(nc net.Conn, implicitTLS bool) {
-	ip := remoteIP(nc)
+	ip := limits.ClientIP(nc.RemoteAddr())
 	release, ok := s.limit.Acquire(ip)
 	if !ok {
 		// RFC 3501 §7.1.5: BYE as greeting refuses the connection.
@@ -285,11 +285,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-finished
 		return ctx.Err()
 	}
-}
-
-func remoteIP(nc net.Conn) netip.Addr {
-	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr().Unmap()
-	}
-	return netip.Addr{}
 }

@@ -12,11 +12,11 @@ import (
 func TestSlowCommandLine(t *testing.T) {
 	e := newEnv(t, envOpts{plain: true, cfg: Config{IdleTimeout: 500 * time.Millisecond}})
 	c := e.login()
-	c.c.Write([]byte("a1 SELECT "))
+	c.Conn.Write([]byte("a1 SELECT "))
 	start := time.Now()
 	closed := make(chan []byte)
 	go func() {
-		b, _ := io.ReadAll(c.r)
+		b, _ := io.ReadAll(c.R)
 		closed <- b
 	}()
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -35,7 +35,7 @@ func TestSlowCommandLine(t *testing.T) {
 			if time.Since(start) > 5*time.Second {
 				t.Fatal("still connected after 5s")
 			}
-			c.c.Write([]byte("x"))
+			c.Conn.Write([]byte("x"))
 		}
 	}
 }
@@ -45,10 +45,10 @@ func TestSlowCommandLine(t *testing.T) {
 func TestAppendCutShort(t *testing.T) {
 	e := newEnv(t, envOpts{plain: true})
 	c := e.login()
-	c.send("a1 APPEND INBOX {100}")
-	c.expect("+ ")
-	c.c.Write([]byte("Subject: cut\r\n\r\nhalf"))
-	c.c.Close()
+	c.Send("a1 APPEND INBOX {100}")
+	c.Expect("+ ")
+	c.Conn.Write([]byte("Subject: cut\r\n\r\nhalf"))
+	c.Conn.Close()
 	// The session sees EOF and ends; a later one sees no message.
 	time.Sleep(100 * time.Millisecond)
 	c2 := e.login()

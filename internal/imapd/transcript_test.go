@@ -82,16 +82,16 @@ func TestLiterals(t *testing.T) {
 	e := newEnv(t, envOpts{plain: true})
 	c := e.dial()
 	// Synchronising literal: the server asks for it.
-	c.send("a LOGIN {" + uitoa(uint32(len(testUser))) + "}")
-	c.expect("+ ")
-	c.send(testUser + " {" + uitoa(uint32(len(testPass))) + "+}")
-	c.send(testPass)
+	c.Send("a LOGIN {" + uitoa(uint32(len(testUser))) + "}")
+	c.Expect("+ ")
+	c.Send(testUser + " {" + uitoa(uint32(len(testPass))) + "+}")
+	c.Send(testPass)
 	if _, st := c.until("a"); !strings.HasPrefix(st, "OK") {
 		t.Fatalf("LOGIN with literals: %q", st)
 	}
 	// A failed command with a non-synchronising literal is skipped whole.
-	c.send("b CREATE {3+}")
-	c.send("a/b BOGUS")
+	c.Send("b CREATE {3+}")
+	c.Send("a/b BOGUS")
 	if _, st := c.until("b"); !strings.HasPrefix(st, "BAD") {
 		t.Fatalf("bad CREATE: %q", st)
 	}
@@ -103,9 +103,9 @@ func TestLiterals(t *testing.T) {
 	}
 	c.cmd("e NOOP")
 	msg := "Subject: x\r\n\r\nbody\r\n"
-	c.send("f APPEND INBOX (\\Seen) {" + uitoa(uint32(len(msg))) + "}")
-	c.expect("+ ")
-	c.send(msg)
+	c.Send("f APPEND INBOX (\\Seen) {" + uitoa(uint32(len(msg))) + "}")
+	c.Expect("+ ")
+	c.Send(msg)
 	_, st = c.until("f")
 	if !strings.HasPrefix(st, "OK [APPENDUID ") {
 		t.Fatalf("APPEND: %q", st)
@@ -124,9 +124,9 @@ func TestLiterals(t *testing.T) {
 func TestLimits(t *testing.T) {
 	e := newEnv(t, envOpts{plain: true})
 	c := e.dial()
-	c.send("a NOOP " + strings.Repeat("x", 70<<10))
-	c.expect("* BAD")
-	c.expect("* BYE")
+	c.Send("a NOOP " + strings.Repeat("x", 70<<10))
+	c.Expect("* BAD")
+	c.Expect("* BYE")
 
 	c = e.dial()
 	for i := 0; i < maxBadCommands-1; i++ {
@@ -134,9 +134,9 @@ func TestLimits(t *testing.T) {
 			t.Fatal(st)
 		}
 	}
-	c.send("x BOGUS")
-	c.expect("x BAD")
-	c.expect("* BYE")
+	c.Send("x BOGUS")
+	c.Expect("x BAD")
+	c.Expect("* BYE")
 
 	c = e.login()
 	c.cmd("s SELECT INBOX")
@@ -157,10 +157,10 @@ func TestSessionLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newClient(t, c3).expect("* BYE [UNAVAILABLE]")
+	newClient(t, c3).Expect("* BYE [UNAVAILABLE]")
 	// Autologout.
-	a.expect("* BYE Autologout")
-	b.expect("* BYE Autologout")
+	a.Expect("* BYE Autologout")
+	b.Expect("* BYE Autologout")
 
 	c := e.login()
 	c.cmd("s EXAMINE INBOX")
@@ -168,9 +168,9 @@ func TestSessionLimits(t *testing.T) {
 		t.Fatalf("STORE in EXAMINE: %q", st)
 	}
 	// A non-synchronising literal past APPENDLIMIT closes the session.
-	c.send("t APPEND INBOX {2000+}")
-	c.expect("t NO [TOOBIG]")
-	c.expect("* BYE")
+	c.Send("t APPEND INBOX {2000+}")
+	c.Expect("t NO [TOOBIG]")
+	c.Expect("* BYE")
 }
 
 func TestFailedCommandSkipsLiteralPlus(t *testing.T) {
@@ -178,8 +178,8 @@ func TestFailedCommandSkipsLiteralPlus(t *testing.T) {
 	c := e.login()
 	// The first name is refused (NO) before the second, a non-synchronising
 	// literal, is parsed: it must not be taken for a command.
-	c.send("r RENAME a//b {11+}")
-	c.send("x LOGOUT yy")
+	c.Send("r RENAME a//b {11+}")
+	c.Send("x LOGOUT yy")
 	if _, st := c.until("r"); !strings.HasPrefix(st, "NO") {
 		t.Fatalf("RENAME: %q", st)
 	}
@@ -196,18 +196,18 @@ func TestIdleSeesOtherSession(t *testing.T) {
 	a, b := e.login(), e.login()
 	a.cmd("s SELECT INBOX")
 	b.cmd("s SELECT INBOX")
-	a.send("i IDLE")
-	a.expect("+ ")
+	a.Send("i IDLE")
+	a.Expect("+ ")
 	b.cmd(`1 STORE 3 +FLAGS (\Flagged)`)
-	a.expect(`* 3 FETCH (UID 3 FLAGS (\Flagged))`)
+	a.Expect(`* 3 FETCH (UID 3 FLAGS (\Flagged))`)
 	b.cmd(`2 STORE 1 +FLAGS.SILENT (\Deleted)`)
-	a.expect(`* 1 FETCH (UID 1 FLAGS (\Deleted))`)
+	a.Expect(`* 1 FETCH (UID 1 FLAGS (\Deleted))`)
 	b.cmd("3 EXPUNGE")
-	a.expect("* 1 EXPUNGE")
+	a.Expect("* 1 EXPUNGE")
 	e.put("INBOX", testMsg)
-	a.expect("* 3 EXISTS")
-	a.send("DONE")
-	a.expect("i OK")
+	a.Expect("* 3 EXISTS")
+	a.Send("DONE")
+	a.Expect("i OK")
 	if out := a.cmd("f FETCH 1:* (UID)"); !has(out, "* 1 FETCH (UID 2)") || !has(out, "* 3 FETCH (UID 4)") {
 		t.Fatalf("after IDLE: %q", out)
 	}

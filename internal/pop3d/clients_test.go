@@ -2,7 +2,6 @@ package pop3d
 
 import (
 	"bytes"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -24,13 +23,7 @@ var realMessages = []string{
 	"Subject: long line\r\n\r\n" + strings.Repeat("0123456789", 2000) + "\r\n",
 }
 
-func (e *env) writeCert() string {
-	p := filepath.Join(e.t.TempDir(), "cert.pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.cert.Raw}), 0o600); err != nil {
-		e.t.Fatal(err)
-	}
-	return p
-}
+func (e *env) writeCert() string { return testenv.CertFile(e.t, e.cert) }
 
 const poplibScript = `
 import os, poplib, ssl, sys

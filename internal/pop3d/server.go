@@ -229,7 +229,7 @@ func (s *Server) trackSession(ss *session, add bool) bool {
 // handle runs one connection: limits, then the session.
 func (s *Server) handle(c net.Conn, implicitTLS bool) {
 	defer s.wg.Done()
-	remote := remoteAddr(c)
+	remote := limits.ClientIP(c.RemoteAddr())
 	release, ok := s.limiter.Acquire(remote)
 	if !ok {
 		s.log.Info("pop3 connection refused: too many connections", "remote", remote)
@@ -282,15 +282,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		return ctx.Err()
 	}
-}
-
-func remoteAddr(c net.Conn) netip.Addr {
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr().Unmap()
-	}
-	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }

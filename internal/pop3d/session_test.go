@@ -24,8 +24,8 @@ func TestTranscript(t *testing.T) {
 
 	c.cmd("STAT", "-ERR")
 	c.cmd("PASS x", "-ERR") // PASS without USER
-	c.send("CAPA")
-	c.expect("+OK")
+	c.Send("CAPA")
+	c.Expect("+OK")
 	capa := c.multi()
 	for _, want := range []string{"TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "SASL PLAIN LOGIN", "IMPLEMENTATION Tern"} {
 		if !slices.Contains(capa, want) {
@@ -116,17 +116,17 @@ func TestSnapshotAndLock(t *testing.T) {
 	c2.cmd("STAT", "-ERR") // still in AUTHORIZATION
 
 	c.cmd("DELE 1", "+OK")
-	c.c.Close() // dropped: nothing deleted, lock released
+	c.Conn.Close() // dropped: nothing deleted, lock released
 	time.Sleep(100 * time.Millisecond)
 	if got := len(e.uids()); got != 2 {
 		t.Fatalf("after a dropped connection the store has %d messages, want 2", got)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c2.send("USER " + testUser)
-		c2.expect("+OK")
-		c2.send("PASS " + testPass)
-		if l := c2.readLine(); strings.HasPrefix(l, "+OK maildrop has 2 messages") {
+		c2.Send("USER " + testUser)
+		c2.Expect("+OK")
+		c2.Send("PASS " + testPass)
+		if l := c2.ReadLine(); strings.HasPrefix(l, "+OK maildrop has 2 messages") {
 			break
 		} else if time.Now().After(deadline) {
 			t.Fatalf("lock not released: %q", l)
@@ -139,8 +139,8 @@ func TestSnapshotAndLock(t *testing.T) {
 func TestPlaintextRefused(t *testing.T) {
 	e := newEnv(t, Config{}, true)
 	c := e.dial()
-	c.send("CAPA")
-	c.expect("+OK")
+	c.Send("CAPA")
+	c.Expect("+OK")
 	capa := c.multi()
 	if !slices.Contains(capa, "STLS") || slices.Contains(capa, "USER") || slices.ContainsFunc(capa, func(s string) bool { return strings.HasPrefix(s, "SASL") }) {
 		t.Errorf("CAPA before TLS = %q, want STLS and no USER or SASL", capa)
@@ -230,17 +230,17 @@ func TestPipelining(t *testing.T) {
 	e.put(msg1)
 	e.put(msg2)
 	c := e.dial()
-	c.send("USER " + testUser + "\r\nPASS " + testPass + "\r\nSTAT\r\nRETR 1\r\nDELE 1\r\nDELE 2\r\nQUIT")
-	c.expect("+OK")
-	c.expect("+OK maildrop has 2")
-	c.expect("+OK 2 ")
-	c.expect("+OK")
+	c.Send("USER " + testUser + "\r\nPASS " + testPass + "\r\nSTAT\r\nRETR 1\r\nDELE 1\r\nDELE 2\r\nQUIT")
+	c.Expect("+OK")
+	c.Expect("+OK maildrop has 2")
+	c.Expect("+OK 2 ")
+	c.Expect("+OK")
 	if got := string(c.body()); got != msg1 {
 		t.Errorf("pipelined RETR = %q", got)
 	}
-	c.expect("+OK message 1 deleted")
-	c.expect("+OK message 2 deleted")
-	c.expect("+OK")
+	c.Expect("+OK message 1 deleted")
+	c.Expect("+OK message 2 deleted")
+	c.Expect("+OK")
 	c.closed()
 	if got := e.uids(); len(got) != 0 {
 		t.Errorf("after QUIT the store has %v", got)
@@ -252,7 +252,7 @@ func TestIdleTimeout(t *testing.T) {
 	e.put(msg1)
 	c := e.login()
 	c.cmd("DELE 1", "+OK")
-	c.expect("-ERR autologout")
+	c.Expect("-ERR autologout")
 	c.closed()
 	if got := len(e.uids()); got != 1 {
 		t.Errorf("autologout deleted messages: %d left", got)
@@ -269,7 +269,7 @@ func TestShutdown(t *testing.T) {
 	if err := e.srv.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	c.expect("-ERR [SYS/TEMP] server shutting down")
+	c.Expect("-ERR [SYS/TEMP] server shutting down")
 	c.closed()
 	if got := len(e.uids()); got != 1 {
 		t.Errorf("shutdown deleted messages: %d left", got)
@@ -280,7 +280,7 @@ func TestPerIPLimit(t *testing.T) {
 	e := newEnv(t, Config{MaxConnsPerIP: 2}, false)
 	c1, c2 := e.dial(), e.dial()
 	c3 := e.dialRaw()
-	c3.expect("-ERR [SYS/TEMP] too many connections")
+	c3.Expect("-ERR [SYS/TEMP] too many connections")
 	c3.closed()
 	c1.cmd("QUIT", "+OK")
 	c1.closed()

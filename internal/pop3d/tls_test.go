@@ -12,15 +12,15 @@ func TestSTLS(t *testing.T) {
 	c := e.dial()
 	// A command pipelined after STLS arrives in the clear and must be
 	// discarded, not run inside the TLS session (RFC 2595 §4).
-	c.send("STLS\r\nUSER injected")
-	c.expect("+OK")
-	tc := tls.Client(c.c, e.clientTLS())
+	c.Send("STLS\r\nUSER injected")
+	c.Expect("+OK")
+	tc := tls.Client(c.Conn, e.clientTLS())
 	if err := tc.Handshake(); err != nil {
 		t.Fatal(err)
 	}
 	c = newClient(t, tc)
-	c.send("CAPA")
-	c.expect("+OK")
+	c.Send("CAPA")
+	c.Expect("+OK")
 	capa := c.multi()
 	if slices.Contains(capa, "STLS") || !slices.Contains(capa, "USER") || !slices.Contains(capa, "SASL PLAIN LOGIN") {
 		t.Errorf("CAPA after STLS = %q", capa)
@@ -44,9 +44,9 @@ func TestImplicitTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newClient(t, tc)
-	c.expect("+OK pop.example.test")
-	c.send("CAPA")
-	c.expect("+OK")
+	c.Expect("+OK pop.example.test")
+	c.Send("CAPA")
+	c.Expect("+OK")
 	if capa := c.multi(); slices.Contains(capa, "STLS") || !slices.Contains(capa, "USER") {
 		t.Errorf("CAPA on port 995 = %q", capa)
 	}

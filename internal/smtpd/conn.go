@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ternmail/tern/internal/limits"
 )
 
 // listener wraps the caller's listener: it applies the connection limits
@@ -44,7 +46,7 @@ func (l *listener) Accept() (net.Conn, error) {
 // newConn counts raw against the limits and wraps it, or refuses it with
 // 421 (RFC 5321 §3.8) and returns nil.
 func (s *Server) newConn(raw net.Conn, implicitTLS bool) *conn {
-	remote := addrOf(raw.RemoteAddr())
+	remote := limits.ClientIP(raw.RemoteAddr())
 	id := s.connID.Add(1)
 	log := s.log.With("conn", id, "remote", raw.RemoteAddr().String())
 	refuse := func(msg string) {
@@ -70,20 +72,6 @@ func (s *Server) newConn(raw net.Conn, implicitTLS bool) *conn {
 	}
 	log.Debug("connection opened")
 	return c
-}
-
-func addrOf(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr().Unmap()
-	}
-	if a == nil {
-		return netip.Addr{}
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }
 
 // conn is the connection under go-smtp (and under TLS when there is

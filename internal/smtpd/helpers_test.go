@@ -3,22 +3,14 @@ package smtpd
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,39 +21,15 @@ import (
 	"github.com/ternmail/tern/internal/auth"
 	"github.com/ternmail/tern/internal/deliver"
 	"github.com/ternmail/tern/internal/store"
-	"github.com/ternmail/tern/internal/store/sqlite"
+	"github.com/ternmail/tern/internal/testenv"
 )
 
-const testPassword = "correct horse battery staple"
+const testPassword = testenv.Password
 
-// testCert is one self-signed certificate for localhost and 127.0.0.1,
-// made once per test binary.
+// testCert is one self-signed certificate for localhost, 127.0.0.1 and
+// mx.example.org, made once per test binary.
 var testCert = sync.OnceValues(func() (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "localhost"},
-		DNSNames:              []string{"localhost", "mx.example.org"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+	return testenv.NewCACert("localhost", "mx.example.org")
 })
 
 type envOpts struct {
@@ -91,34 +59,18 @@ func newEnv(t testing.TB, o envOpts) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(testenv.Writer(t), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if o.quiet {
 		log = slog.New(slog.DiscardHandler)
 	} else if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: LevelTrace}))
+		log = slog.New(slog.NewTextHandler(testenv.Writer(t), &slog.HandlerOptions{Level: LevelTrace}))
 	}
-	dir := t.TempDir()
-	st, err := sqlite.Open(filepath.Join(dir, "store"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ctx := context.Background()
-	mgr := accounts.NewManager(st)
-	for _, d := range []string{"example.org", "example.net"} {
-		if err := mgr.AddDomain(ctx, d); err != nil {
-			t.Fatal(err)
-		}
-	}
+	st, mgr := testenv.Store(t, nil, "example.org", "example.net")
 	users := o.users
 	if users == nil {
 		users = []string{"alice@example.org", "bob@example.org"}
 	}
-	for _, u := range users {
-		if _, err := mgr.AddUser(ctx, u, testPassword); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testenv.Users(t, mgr, users...)
 	dl := deliver.New(st, deliver.Config{MaxMessageBytes: 64 << 20, Relay: o.relay}, log)
 	ac := o.authCfg
 	if ac.BaseDelay == 0 {
@@ -155,23 +107,11 @@ func newEnv(t testing.TB, o envOpts) *testEnv {
 		srv.Shutdown(ctx)
 		tln.Close()
 	})
-	pool := x509.NewCertPool()
-	pool.AddCert(cert.Leaf)
-	certFile := filepath.Join(dir, "cert.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600)
 	return &testEnv{
 		t: t, srv: srv, addr: ln.Addr().String(), tlsAddr: tln.Addr().String(),
-		st: st, mgr: mgr, certFile: certFile,
-		clientTLS: &tls.Config{RootCAs: pool, ServerName: "localhost"},
+		st: st, mgr: mgr, certFile: testenv.CertFile(t, cert.Leaf),
+		clientTLS: testenv.ClientTLS(cert.Leaf, "localhost"),
 	}
-}
-
-// testWriter sends log lines to t.Log.
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // inbox returns the bodies in address's INBOX, oldest first.

@@ -1,6 +1,14 @@
-// Package testenv helps tests that need an outside tool (a real mail client,
-// PostgreSQL): on a developer's laptop a missing tool skips the test, under
-// CI=true it fails it, so CI never passes by skipping.
+// Package testenv is shared test scaffolding, imported only by tests.
+//
+// Tests that need an outside tool (a real mail client, PostgreSQL) find it
+// with LookPath: on a developer's laptop a missing tool skips the test,
+// under CI=true it fails it, so CI never passes by skipping. The doors'
+// tests build their servers from the same parts: a self-signed
+// certificate (tls.go), a temporary store with accounts (store.go) and a
+// logger writing through the test (log.go).
+//
+// testenv imports the SQLite store and accounts, so their own tests
+// cannot import it.
 package testenv
 
 import (

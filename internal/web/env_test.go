@@ -15,18 +15,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ternmail/tern/internal/accounts"
 	"github.com/ternmail/tern/internal/auth"
 	"github.com/ternmail/tern/internal/deliver"
 	"github.com/ternmail/tern/internal/store"
 	"github.com/ternmail/tern/internal/store/sqlite"
+	"github.com/ternmail/tern/internal/testenv"
 )
 
 const (
 	testDomain = "example.test"
 	alice      = "alice@example.test" // an admin
 	bob        = "bob@example.test"
-	testPass   = "correct horse battery staple"
+	testPass   = testenv.Password
 )
 
 // env is a web server over a real SQLite store with two accounts.
@@ -48,44 +48,26 @@ type envOpts struct {
 }
 
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
+	return slog.New(slog.NewTextHandler(testenv.Writer(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	ctx := context.Background()
 	log := testLogger(t)
-	st, err := sqlite.Open(t.TempDir(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	m := accounts.NewManager(st)
-	if err := m.AddDomain(ctx, testDomain); err != nil {
-		t.Fatal(err)
-	}
+	st, m := testenv.Store(t, log, testDomain)
 	e := &env{t: t, st: st, maxBytes: o.maxBytes}
 	if e.maxBytes == 0 {
 		e.maxBytes = 10 << 20
 	}
-	if e.alice, err = m.AddUser(ctx, alice, testPass); err != nil {
-		t.Fatal(err)
-	}
+	users := testenv.Users(t, m, alice, bob)
+	e.alice, e.bob = users[0], users[1]
 	if err := st.SetAdmin(ctx, e.alice.ID, true); err != nil {
-		t.Fatal(err)
-	}
-	if e.bob, err = m.AddUser(ctx, bob, testPass); err != nil {
 		t.Fatal(err)
 	}
 	e.del = deliver.New(st, deliver.Config{MaxMessageBytes: e.maxBytes + 64<<10, Relay: o.relay}, log)
 	au := auth.New(st, auth.Config{BaseDelay: time.Millisecond, MaxDelay: time.Millisecond, MaxFailures: 5}, log)
+	var err error
 	e.srv, err = New(Config{Hostname: "mail.example.test", MaxMessageBytes: e.maxBytes},
 		Deps{Store: st, Deliver: e.del, Auth: au, Accounts: m, Log: log})
 	if err != nil {

@@ -2,7 +2,6 @@ package web
 
 import (
 	"net"
-	"net/netip"
 
 	"github.com/ternmail/tern/internal/limits"
 )
@@ -20,7 +19,7 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		release, ok := l.lim.Acquire(connIP(c))
+		release, ok := l.lim.Acquire(limits.ClientIP(c.RemoteAddr()))
 		if !ok {
 			c.Close()
 			continue
@@ -38,15 +37,4 @@ type limitedConn struct {
 func (c *limitedConn) Close() error {
 	c.release()
 	return c.Conn.Close()
-}
-
-func connIP(c net.Conn) netip.Addr {
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr().Unmap()
-	}
-	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }

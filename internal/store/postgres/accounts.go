@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/nanotime"
 )
 
 // Domains, accounts and aliases. Callers hand in canonical addresses
@@ -31,7 +32,7 @@ func (s *Store) AddDomain(ctx context.Context, name string) error {
 	}
 	return s.write(ctx, func(w *wtx) error {
 		tag, err := w.exec(`INSERT INTO domains (name, created) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
-			name, unixNano(s.now()))
+			name, nanotime.Encode(s.now()))
 		if err != nil {
 			return fmt.Errorf("add domain %s: %w", name, err)
 		}
@@ -54,7 +55,7 @@ func (s *Store) GetDomain(ctx context.Context, name string) (store.Domain, error
 	if err != nil {
 		return d, fmt.Errorf("get domain: %w", err)
 	}
-	d.Created = fromNano(created)
+	d.Created = nanotime.Decode(created)
 	return d, nil
 }
 
@@ -72,7 +73,7 @@ func (s *Store) ListDomains(ctx context.Context) ([]store.Domain, error) {
 		if err := rows.Scan(&d.Name, &d.CatchAll, &created); err != nil {
 			return nil, fmt.Errorf("list domains: %w", err)
 		}
-		d.Created = fromNano(created)
+		d.Created = nanotime.Decode(created)
 		out = append(out, d)
 	}
 	return out, rows.Err()
@@ -166,7 +167,7 @@ func (s *Store) AddAccount(ctx context.Context, a store.Account) (store.Account,
 		}
 		err := w.queryRow(`INSERT INTO accounts (address, domain, password_hash, quota_bytes, admin, created)
 			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
-			a.Address, domain, a.PasswordHash, a.QuotaBytes, a.Admin, unixNano(a.Created)).Scan(&a.ID)
+			a.Address, domain, a.PasswordHash, a.QuotaBytes, a.Admin, nanotime.Encode(a.Created)).Scan(&a.ID)
 		switch pgCode(err) {
 		case "":
 		case codeForeignKeyViolation:
@@ -193,7 +194,7 @@ func scanAccount(sc pgx.Row) (store.Account, error) {
 	var a store.Account
 	var created int64
 	err := sc.Scan(&a.ID, &a.Address, &a.PasswordHash, &a.QuotaBytes, &a.UsedBytes, &a.Admin, &created)
-	a.Created = fromNano(created)
+	a.Created = nanotime.Decode(created)
 	return a, err
 }
 
@@ -328,7 +329,7 @@ func (s *Store) AddAlias(ctx context.Context, a store.Alias) error {
 			return err
 		}
 		_, err := w.exec(`INSERT INTO aliases (address, domain, targets, send_as, created) VALUES ($1, $2, $3, $4, $5)`,
-			a.Address, domain, string(targets), a.SendAs, unixNano(s.now()))
+			a.Address, domain, string(targets), a.SendAs, nanotime.Encode(s.now()))
 		switch pgCode(err) {
 		case codeForeignKeyViolation:
 			return fmt.Errorf("add alias %s: domain %s: %w", a.Address, domain, store.ErrNotFound)
@@ -346,7 +347,7 @@ func scanAlias(sc pgx.Row) (store.Alias, error) {
 	if err := sc.Scan(&a.Address, &targets, &a.SendAs, &created); err != nil {
 		return a, err
 	}
-	a.Created = fromNano(created)
+	a.Created = nanotime.Decode(created)
 	if err := json.Unmarshal([]byte(targets), &a.Targets); err != nil {
 		return a, fmt.Errorf("alias %s: bad targets: %w", a.Address, err)
 	}

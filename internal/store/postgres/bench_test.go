@@ -1,59 +1,24 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/storetest"
 )
-
-// benchBody makes a distinct body of about size bytes, so no two
-// deliveries share a blob.
-func benchBody(i, size int) []byte {
-	hdr := fmt.Sprintf("Message-ID: <%d@bench>\r\nSubject: bench\r\n\r\n", i)
-	b := make([]byte, 0, size)
-	b = append(b, hdr...)
-	for len(b) < size {
-		b = append(b, "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopq\r\n"...)
-	}
-	return b[:size]
-}
 
 // deliverSpread delivers n distinct messages of size bytes from writers
 // goroutines, spread over the nodes, each into one of the accounts'
 // INBOXes in turn.
 func deliverSpread(ctx context.Context, nodes []*Store, accounts []int64, writers, n, size int) error {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Value
-	for w := range writers {
-		s := nodes[w%len(nodes)]
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1))
-				if i > n {
-					return
-				}
-				blob, err := s.Spool(ctx, bytes.NewReader(benchBody(i, size)), 1<<30)
-				if err == nil {
-					_, err = s.Deliver(ctx, &store.Delivery{Blob: blob,
-						Local: []store.Target{{AccountID: accounts[i%len(accounts)], Mailbox: "INBOX"}}})
-				}
-				if err != nil {
-					failed.Store(err)
-					return
-				}
-			}
-		})
+	stores := make([]store.Store, len(nodes))
+	for i, s := range nodes {
+		stores[i] = s
 	}
-	wg.Wait()
-	err, _ := failed.Load().(error)
-	return err
+	return storetest.DeliverMany(ctx, stores, accounts, writers, n, size)
 }
 
 // BenchmarkDeliver measures durable deliveries of 4 KB messages, one

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ternmail/tern/internal/store"
 	"github.com/ternmail/tern/internal/store/flagset"
+	"github.com/ternmail/tern/internal/store/nanotime"
 )
 
 // Deliver implements store.Store: the body is filed into every local
@@ -86,7 +87,7 @@ func (s *Store) prepareDelivery(ctx context.Context, d *store.Delivery) (*delive
 		if date.IsZero() {
 			date = s.now()
 		}
-		targets[i] = target{index: i, account: t.AccountID, mailbox: name, bits: fs.Bits, keywords: fs.Stored(), date: unixNano(date)}
+		targets[i] = target{index: i, account: t.AccountID, mailbox: name, bits: fs.Bits, keywords: fs.Stored(), date: nanotime.Encode(date)}
 	}
 	// Lock order: accounts by id, then their mailboxes.
 	slices.SortFunc(targets, func(a, b target) int {

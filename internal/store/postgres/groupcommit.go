@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/nanotime"
 )
 
 // Group commit of deliveries. Every delivery into one mailbox takes the
@@ -179,7 +180,7 @@ func (s *Store) deliverBatch(ctx context.Context, live []*deliverReq) error {
 			return fmt.Errorf("lock accounts: %w", err)
 		}
 	}
-	now := unixNano(s.now())
+	now := nanotime.Encode(s.now())
 	var pending []string // ends the previous delivery's savepoint
 	for _, r := range live {
 		if !alone {

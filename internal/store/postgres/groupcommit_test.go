@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/nanotime"
 )
 
 // req makes a delivery request for deliverBatch as Deliver would, to one
@@ -19,7 +20,7 @@ func req(s *Store, account int64, mailbox string, n int, enforce bool) *deliverR
 	return &deliverReq{
 		ctx:     context.Background(),
 		d:       &store.Delivery{Blob: &store.Blob{ID: hex.EncodeToString(sum[:]), Size: int64(len(body)), Data: body}, EnforceQuota: enforce},
-		targets: []target{{account: account, mailbox: mailbox, date: unixNano(s.now())}},
+		targets: []target{{account: account, mailbox: mailbox, date: nanotime.Encode(s.now())}},
 		sha:     sum[:],
 		body:    body,
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ternmail/tern/internal/store"
 	"github.com/ternmail/tern/internal/store/flagset"
+	"github.com/ternmail/tern/internal/store/nanotime"
 )
 
 // mailboxName checks a mailbox name and spells INBOX canonically (it is
@@ -44,7 +45,7 @@ func scanMailbox(sc pgx.Row, extra ...any) (store.Mailbox, error) {
 		&m.SpecialUse, &m.Subscribed, &created}, extra...)
 	err := sc.Scan(dest...)
 	m.UIDValidity, m.UIDNext = uint32(uidvalidity), uint32(uidnext)
-	m.Created = fromNano(created)
+	m.Created = nanotime.Decode(created)
 	return m, err
 }
 
@@ -60,7 +61,7 @@ func (w *wtx) createMailbox(accountID int64, name, specialUse string, subscribed
 	}
 	err = w.queryRow(`INSERT INTO mailboxes (account_id, name, uidvalidity, uidnext, highestmodseq, special_use, subscribed, created)
 		VALUES ($1, $2, $3, 1, 1, $4, $5, $6) RETURNING id`,
-		accountID, name, int64(uv), specialUse, subscribed, unixNano(m.Created)).Scan(&m.ID)
+		accountID, name, int64(uv), specialUse, subscribed, nanotime.Encode(m.Created)).Scan(&m.ID)
 	if pgCode(err) == codeUniqueViolation {
 		return m, fmt.Errorf("create mailbox %q: %w", name, store.ErrExists)
 	}

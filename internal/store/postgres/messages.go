@@ -12,6 +12,7 @@ import (
 	"github.com/ternmail/tern/internal/msginfo"
 	"github.com/ternmail/tern/internal/store"
 	"github.com/ternmail/tern/internal/store/flagset"
+	"github.com/ternmail/tern/internal/store/nanotime"
 )
 
 // uidArray converts UIDs for "uid = ANY($n)": one bound parameter
@@ -112,7 +113,7 @@ func (s *Store) GetMessages(ctx context.Context, mailboxID int64, uids []uint32)
 		m.MessageMeta.Size = m.Size
 		m.BlobID = hex.EncodeToString(sha)
 		m.Flags = flagset.Load(int64(bits), kw).List()
-		m.InternalDate = fromNano(date)
+		m.InternalDate = nanotime.Decode(date)
 		if info != nil {
 			m.Info = new(msginfo.Info)
 			if err := json.Unmarshal([]byte(*info), m.Info); err != nil {

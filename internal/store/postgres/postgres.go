@@ -356,20 +356,3 @@ func collect[T any](rows pgx.Rows, err error) ([]T, error) {
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[T])
 }
-
-// unixNano and fromNano convert times for storage; the zero time is 0.
-// Times are Unix nanoseconds (bigint), as in store/sqlite, so they
-// round-trip exactly and a SQLite data directory copies over unchanged.
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}

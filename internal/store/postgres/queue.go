@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/nanotime"
 )
 
 // queueSelect reads queue entries with their body's hash as BlobID.
@@ -33,7 +34,7 @@ func scanQueueEntry(sc pgx.Row) (store.QueueEntry, error) {
 	if err != nil {
 		return e, err
 	}
-	e.NextAttempt, e.Created, e.LeaseUntil = fromNano(next), fromNano(created), fromNano(lease)
+	e.NextAttempt, e.Created, e.LeaseUntil = nanotime.Decode(next), nanotime.Decode(created), nanotime.Decode(lease)
 	if err := json.Unmarshal([]byte(rcpts), &e.Recipients); err != nil {
 		return e, fmt.Errorf("queue entry %d: bad recipients: %w", e.ID, err)
 	}
@@ -92,7 +93,7 @@ func (s *Store) QueueEvents(ctx context.Context, id int64) ([]store.Event, error
 		if err := rows.Scan(&ev.ID, &ev.QueueID, &t, &ev.Kind, &ev.Detail); err != nil {
 			return nil, fmt.Errorf("queue events: %w", err)
 		}
-		ev.Time = fromNano(t)
+		ev.Time = nanotime.Decode(t)
 		evs = append(evs, ev)
 	}
 	return evs, rows.Err()
@@ -122,7 +123,7 @@ func (w *wtx) addEvents(queueID int64, now time.Time, evs []store.Event) error {
 			t = now
 		}
 		if _, err := w.exec(`INSERT INTO events (queue_id, time, kind, detail) VALUES ($1, $2, $3, $4)`,
-			queueID, unixNano(t), cleanText(e.Kind), cleanText(e.Detail)); err != nil {
+			queueID, nanotime.Encode(t), cleanText(e.Kind), cleanText(e.Detail)); err != nil {
 			return fmt.Errorf("add event: %w", err)
 		}
 	}
@@ -148,7 +149,7 @@ func (s *Store) LeaseQueue(ctx context.Context, req store.LeaseRequest) ([]store
 		busyDomains = append(busyDomains, d)
 		busyN = append(busyN, int64(n))
 	}
-	now, until := unixNano(req.Now), unixNano(req.Now.Add(req.For))
+	now, until := nanotime.Encode(req.Now), nanotime.Encode(req.Now.Add(req.For))
 	var out []store.QueueEntry
 	err := s.write(ctx, func(w *wtx) error {
 		ids, err := collect[int64](w.query(`WITH busy AS (
@@ -203,7 +204,7 @@ func (s *Store) UpdateQueueEntry(ctx context.Context, u store.QueueUpdate) error
 		}
 		_, err = w.exec(`UPDATE queue SET recipients = $1, attempts = attempts + 1, next_attempt = $2,
 			last_error = $3, lease_owner = '', lease_until = 0 WHERE id = $4`,
-			string(rcpts), unixNano(u.NextAttempt), cleanText(u.LastError), u.ID)
+			string(rcpts), nanotime.Encode(u.NextAttempt), cleanText(u.LastError), u.ID)
 		return err
 	})
 	if err != nil {
@@ -241,7 +242,7 @@ func (w *wtx) removeQueueEntry(id int64) error {
 // worker holding it is already trying.
 func (s *Store) RetryQueueEntry(ctx context.Context, id int64, now time.Time) error {
 	err := s.write(ctx, func(w *wtx) error {
-		tag, err := w.exec(`UPDATE queue SET next_attempt = $1 WHERE id = $2`, unixNano(now), id)
+		tag, err := w.exec(`UPDATE queue SET next_attempt = $1 WHERE id = $2`, nanotime.Encode(now), id)
 		if err != nil {
 			return err
 		}

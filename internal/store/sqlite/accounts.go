@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/nanotime"
 )
 
 // Domains, accounts and aliases. Callers hand in canonical addresses
@@ -42,7 +43,7 @@ func (s *Store) AddDomain(ctx context.Context, name string) error {
 		if err := w.check(false, store.ErrExists, fmt.Sprintf("add domain %s", name), `SELECT 1 FROM domains WHERE name = ?`, name); err != nil {
 			return err
 		}
-		_, err := w.exec(`INSERT INTO domains (name, created) VALUES (?, ?)`, name, unixNano(s.now()))
+		_, err := w.exec(`INSERT INTO domains (name, created) VALUES (?, ?)`, name, nanotime.Encode(s.now()))
 		return err
 	})
 }
@@ -73,7 +74,7 @@ func (s *Store) GetDomain(ctx context.Context, name string) (store.Domain, error
 	if err != nil {
 		return d, fmt.Errorf("get domain: %w", err)
 	}
-	d.Created = fromNano(created)
+	d.Created = nanotime.Decode(created)
 	return d, nil
 }
 
@@ -91,7 +92,7 @@ func (s *Store) ListDomains(ctx context.Context) ([]store.Domain, error) {
 		if err := rows.Scan(&d.Name, &d.CatchAll, &created); err != nil {
 			return nil, fmt.Errorf("list domains: %w", err)
 		}
-		d.Created = fromNano(created)
+		d.Created = nanotime.Decode(created)
 		out = append(out, d)
 	}
 	return out, rows.Err()
@@ -197,7 +198,7 @@ func (s *Store) AddAccount(ctx context.Context, a store.Account) (store.Account,
 		}
 		err := w.queryRow(`INSERT INTO accounts (address, domain, password_hash, quota_bytes, admin, created)
 			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-			a.Address, domain, a.PasswordHash, a.QuotaBytes, a.Admin, unixNano(a.Created)).Scan(&a.ID)
+			a.Address, domain, a.PasswordHash, a.QuotaBytes, a.Admin, nanotime.Encode(a.Created)).Scan(&a.ID)
 		if err != nil {
 			return fmt.Errorf("add account: %w", err)
 		}
@@ -217,7 +218,7 @@ func scanAccount(sc interface{ Scan(...any) error }) (store.Account, error) {
 	var a store.Account
 	var created int64
 	err := sc.Scan(&a.ID, &a.Address, &a.PasswordHash, &a.QuotaBytes, &a.UsedBytes, &a.Admin, &created)
-	a.Created = fromNano(created)
+	a.Created = nanotime.Decode(created)
 	return a, err
 }
 
@@ -323,7 +324,7 @@ func (s *Store) AddAlias(ctx context.Context, a store.Alias) error {
 			return err
 		}
 		_, err := w.exec(`INSERT INTO aliases (address, domain, targets, send_as, created) VALUES (?, ?, ?, ?, ?)`,
-			a.Address, domain, string(targets), a.SendAs, unixNano(s.now()))
+			a.Address, domain, string(targets), a.SendAs, nanotime.Encode(s.now()))
 		return err
 	})
 }
@@ -335,7 +336,7 @@ func scanAlias(sc interface{ Scan(...any) error }) (store.Alias, error) {
 	if err := sc.Scan(&a.Address, &targets, &a.SendAs, &created); err != nil {
 		return a, err
 	}
-	a.Created = fromNano(created)
+	a.Created = nanotime.Decode(created)
 	if err := json.Unmarshal([]byte(targets), &a.Targets); err != nil {
 		return a, fmt.Errorf("alias %s: bad targets: %w", a.Address, err)
 	}

@@ -1,30 +1,16 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/storetest"
 )
-
-// benchBody makes a distinct body of about size bytes, so no two
-// deliveries share a blob.
-func benchBody(i, size int) []byte {
-	hdr := fmt.Sprintf("Message-ID: <%d@bench>\r\nSubject: bench\r\n\r\n", i)
-	b := make([]byte, 0, size)
-	b = append(b, hdr...)
-	for len(b) < size {
-		b = append(b, "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopq\r\n"...)
-	}
-	return b[:size]
-}
 
 // benchAccount adds the account the benchmarks deliver to.
 func benchAccount(b *testing.B, s *Store) int64 {
@@ -42,31 +28,7 @@ func benchAccount(b *testing.B, s *Store) int64 {
 // deliverMany delivers n distinct messages of size bytes from writers
 // goroutines into the account's INBOX.
 func deliverMany(ctx context.Context, s *Store, account int64, writers, n, size int) error {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Value
-	for range writers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1))
-				if i > n {
-					return
-				}
-				blob, err := s.Spool(ctx, bytes.NewReader(benchBody(i, size)), 1<<30)
-				if err == nil {
-					_, err = s.Deliver(ctx, &store.Delivery{Blob: blob,
-						Local: []store.Target{{AccountID: account, Mailbox: "INBOX"}}})
-				}
-				if err != nil {
-					failed.Store(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	err, _ := failed.Load().(error)
-	return err
+	return storetest.DeliverMany(ctx, []store.Store{s}, []int64{account}, writers, n, size)
 }
 
 // runDeliveries delivers b.N messages of size bytes from writers
@@ -136,7 +98,7 @@ func BenchmarkDeliverSize(b *testing.B) {
 // BenchmarkFsync gives the disk's baselines beside BenchmarkDeliver:
 // append+fdatasync to one file, and one durable new file per message.
 func BenchmarkFsync(b *testing.B) {
-	buf := benchBody(0, 4<<10)
+	buf := storetest.Body(0, 4<<10)
 	b.Run("append", func(b *testing.B) {
 		f, err := os.Create(filepath.Join(b.TempDir(), "log"))
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ternmail/tern/internal/store"
 	"github.com/ternmail/tern/internal/store/flagset"
+	"github.com/ternmail/tern/internal/store/nanotime"
 )
 
 // Deliver implements store.Store. The delivery runs in its own savepoint
@@ -92,7 +93,7 @@ func (s *Store) prepareDelivery(d *store.Delivery) (prepared, error) {
 		if date.IsZero() {
 			date = s.now()
 		}
-		targets[i] = target{account: t.AccountID, mailbox: name, bits: fs.Bits, keywords: fs.Stored(), date: unixNano(date)}
+		targets[i] = target{account: t.AccountID, mailbox: name, bits: fs.Bits, keywords: fs.Stored(), date: nanotime.Encode(date)}
 	}
 	queue, err := groupByDomain(d.Remote)
 	if err != nil {
@@ -198,7 +199,7 @@ func (w *wtx) deliver(d *store.Delivery, targets []target, queue []queueGroup) (
 		}
 		out[i] = dl
 	}
-	now := unixNano(w.s.now())
+	now := nanotime.Encode(w.s.now())
 	for _, q := range queue {
 		var id int64
 		err := w.queryRow(`INSERT INTO queue (blob_id, mail_from, domain, recipients, dsn_ret, dsn_envid, next_attempt, created)

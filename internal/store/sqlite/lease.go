@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/nanotime"
 )
 
 // LeaseQueue implements store.Store. The store has one writer, so the
@@ -35,7 +36,7 @@ func (s *Store) LeaseQueue(ctx context.Context, req store.LeaseRequest) ([]store
 	for d, n := range req.Busy {
 		args = append(args, d, n)
 	}
-	args = append(args, req.Owner, unixNano(req.Now.Add(req.For)), unixNano(req.Now), unixNano(req.Now), perDomain, req.Max)
+	args = append(args, req.Owner, nanotime.Encode(req.Now.Add(req.For)), nanotime.Encode(req.Now), nanotime.Encode(req.Now), perDomain, req.Max)
 	var out []store.QueueEntry
 	err := s.write(ctx, func(w *wtx) error {
 		out = nil
@@ -111,7 +112,7 @@ func (s *Store) UpdateQueueEntry(ctx context.Context, u store.QueueUpdate) error
 		}
 		_, err = w.exec(`UPDATE queue SET recipients = ?, attempts = attempts + 1, next_attempt = ?,
 			last_error = ?, lease_owner = '', lease_until = 0 WHERE id = ?`,
-			string(rcpts), unixNano(u.NextAttempt), u.LastError, u.ID)
+			string(rcpts), nanotime.Encode(u.NextAttempt), u.LastError, u.ID)
 		return err
 	})
 	if err != nil {
@@ -133,7 +134,7 @@ func (s *Store) RemoveQueueEntry(ctx context.Context, id int64) error {
 // worker holding it is already trying.
 func (s *Store) RetryQueueEntry(ctx context.Context, id int64, now time.Time) error {
 	err := s.write(ctx, func(w *wtx) error {
-		res, err := w.exec(`UPDATE queue SET next_attempt = ? WHERE id = ?`, unixNano(now), id)
+		res, err := w.exec(`UPDATE queue SET next_attempt = ? WHERE id = ?`, nanotime.Encode(now), id)
 		if err != nil {
 			return err
 		}
@@ -179,7 +180,7 @@ func (s *Store) QueueEvents(ctx context.Context, id int64) ([]store.Event, error
 		if err := rows.Scan(&ev.ID, &ev.QueueID, &t, &ev.Kind, &ev.Detail); err != nil {
 			return nil, fmt.Errorf("queue events: %w", err)
 		}
-		ev.Time = fromNano(t)
+		ev.Time = nanotime.Decode(t)
 		evs = append(evs, ev)
 	}
 	return evs, rows.Err()
@@ -211,7 +212,7 @@ func (w *wtx) addEvents(queueID int64, now time.Time, evs []store.Event) error {
 			t = now
 		}
 		if _, err := w.exec(`INSERT INTO events (queue_id, time, kind, detail) VALUES (?, ?, ?, ?)`,
-			queueID, unixNano(t), e.Kind, e.Detail); err != nil {
+			queueID, nanotime.Encode(t), e.Kind, e.Detail); err != nil {
 			return fmt.Errorf("add event: %w", err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ternmail/tern/internal/store"
 	"github.com/ternmail/tern/internal/store/flagset"
+	"github.com/ternmail/tern/internal/store/nanotime"
 )
 
 // mailboxName checks a mailbox name and spells INBOX canonically (it is
@@ -42,7 +43,7 @@ func scanMailbox(sc interface{ Scan(...any) error }, extra ...any) (store.Mailbo
 	dest := append([]any{&m.ID, &m.AccountID, &m.Name, &m.UIDValidity, &m.UIDNext, &m.HighestModSeq,
 		&m.SpecialUse, &m.Subscribed, &created}, extra...)
 	err := sc.Scan(dest...)
-	m.Created = fromNano(created)
+	m.Created = nanotime.Decode(created)
 	return m, err
 }
 
@@ -58,7 +59,7 @@ func (w *wtx) createMailbox(accountID int64, name, specialUse string, subscribed
 	}
 	err = w.queryRow(`INSERT INTO mailboxes (account_id, name, uidvalidity, uidnext, highestmodseq, special_use, subscribed, created)
 		VALUES (?, ?, ?, 1, 1, ?, ?, ?) RETURNING id`,
-		accountID, name, uv, specialUse, subscribed, unixNano(m.Created)).Scan(&m.ID)
+		accountID, name, uv, specialUse, subscribed, nanotime.Encode(m.Created)).Scan(&m.ID)
 	if err != nil {
 		return m, fmt.Errorf("create mailbox %s: %w", name, err)
 	}

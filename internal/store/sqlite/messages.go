@@ -14,6 +14,7 @@ import (
 	"github.com/ternmail/tern/internal/msginfo"
 	"github.com/ternmail/tern/internal/store"
 	"github.com/ternmail/tern/internal/store/flagset"
+	"github.com/ternmail/tern/internal/store/nanotime"
 )
 
 // uidList encodes UIDs as a JSON array for "uid IN (SELECT value FROM
@@ -139,7 +140,7 @@ func (s *Store) GetMessages(ctx context.Context, mailboxID int64, uids []uint32)
 		}
 		m.BlobID = hex.EncodeToString(sha)
 		m.Flags = flagset.Load(bits, kw).List()
-		m.InternalDate = fromNano(date)
+		m.InternalDate = nanotime.Decode(date)
 		if info.Valid {
 			m.Info = new(msginfo.Info)
 			if err := json.Unmarshal([]byte(info.String), m.Info); err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/ternmail/tern/internal/store"
+	"github.com/ternmail/tern/internal/store/nanotime"
 )
 
 // queueSelect reads queue entries with their body's hash as BlobID.
@@ -24,7 +25,7 @@ func scanQueueEntry(sc interface{ Scan(...any) error }) (store.QueueEntry, error
 	if err != nil {
 		return e, err
 	}
-	e.NextAttempt, e.Created, e.LeaseUntil = fromNano(next), fromNano(created), fromNano(lease)
+	e.NextAttempt, e.Created, e.LeaseUntil = nanotime.Decode(next), nanotime.Decode(created), nanotime.Decode(lease)
 	if err := json.Unmarshal([]byte(rcpts), &e.Recipients); err != nil {
 		return e, fmt.Errorf("queue entry %d: bad recipients: %w", e.ID, err)
 	}
@@ -70,7 +71,7 @@ func (s *Store) GetQueueEntry(ctx context.Context, id int64) (store.QueueEntry, 
 		if err := rows.Scan(&ev.ID, &ev.QueueID, &t, &ev.Kind, &ev.Detail); err != nil {
 			return e, nil, fmt.Errorf("get queue events: %w", err)
 		}
-		ev.Time = fromNano(t)
+		ev.Time = nanotime.Decode(t)
 		evs = append(evs, ev)
 	}
 	return e, evs, rows.Err()
@@ -88,7 +89,7 @@ func (s *Store) AddEvent(ctx context.Context, e store.Event) error {
 	}
 	return s.write(ctx, func(w *wtx) error {
 		_, err := w.exec(`INSERT INTO events (queue_id, time, kind, detail) VALUES (?, ?, ?, ?)`,
-			e.QueueID, unixNano(e.Time), e.Kind, e.Detail)
+			e.QueueID, nanotime.Encode(e.Time), e.Kind, e.Detail)
 		if err != nil {
 			return fmt.Errorf("add event: %w", err)
 		}

@@ -283,18 +283,3 @@ func (s *Store) Lock(ctx context.Context, name string) (func(), error) {
 		})
 	}, nil
 }
-
-// unixNano and fromNano convert times for storage; the zero time is 0.
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
