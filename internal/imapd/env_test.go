@@ -41,12 +41,16 @@ type env struct {
 type envOpts struct {
 	cfg   Config
 	tls   bool
-	plain bool // AllowPlaintextAuth
+	plain bool         // AllowPlaintextAuth
+	log   *slog.Logger // nil: the test's log (testLogger)
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
-	log := testLogger(t)
+	log := o.log
+	if log == nil {
+		log = testLogger(t)
+	}
 	st, m := testenv.Store(t, log, testDomain)
 	acct := testenv.Users(t, m, testUser)[0]
 	e := &env{t: t, st: st, acct: acct, del: deliver.New(st, deliver.Config{MaxMessageBytes: 64 << 20}, log)}

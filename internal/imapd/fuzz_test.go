@@ -73,8 +73,9 @@ type fuzzEnv struct {
 
 func newFuzzEnv(t testing.TB) *fuzzEnv {
 	rec := &panicRecorder{}
-	e := newEnv(t, envOpts{plain: true, cfg: Config{IdleTimeout: 300 * time.Millisecond, MaxLiteralBytes: 1 << 20}})
-	e.srv.log = slog.New(rec)
+	// Everything logs to the recorder: the fuzzing engine forbids logging
+	// through the testing.F from inside the fuzz target.
+	e := newEnv(t, envOpts{plain: true, log: slog.New(rec), cfg: Config{IdleTimeout: 300 * time.Millisecond, MaxLiteralBytes: 1 << 20}})
 	e.put("INBOX", testMsg)
 	e.put("INBOX", multipartMsg)
 	return &fuzzEnv{e: e, rec: rec}
