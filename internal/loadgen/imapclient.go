@@ -243,11 +243,12 @@ func (c *imapClient) appendMsg(mailbox string, msg []byte) (uint32, error) {
 
 // appendUID extracts the UID from "[APPENDUID 38505 3955] ...".
 func appendUID(text string) uint32 {
-	i := strings.Index(strings.ToUpper(text), "[APPENDUID ")
+	const code = "[APPENDUID "
+	i := indexFold(text, code)
 	if i < 0 {
 		return 0
 	}
-	f := strings.Fields(text[i+len("[APPENDUID "):])
+	f := strings.Fields(text[i+len(code):])
 	if len(f) < 2 {
 		return 0
 	}
@@ -256,6 +257,17 @@ func appendUID(text string) uint32 {
 		return 0
 	}
 	return uint32(uid)
+}
+
+// indexFold is strings.Index ignoring ASCII case. (Upper-casing text
+// first would shift byte offsets where text holds invalid UTF-8.)
+func indexFold(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return i
+		}
+	}
+	return -1
 }
 
 // idle enters IDLE (RFC 2177), waits d, sends DONE and reads the tagged
