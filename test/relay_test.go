@@ -85,15 +85,16 @@ func startMXNodeWith(t testing.TB, dns *dnstest.Server, domain, ip, dataDir stri
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", domain)
 	}
-	d, err := daemon.Start(cfg, log)
+	// The domain and its users exist before the node listens, as when an
+	// admin sets a server up before pointing MX at it: a peer retrying
+	// meanwhile must not meet a half-made domain.
+	st, err := daemon.OpenStore(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &mxNode{Daemon: d, cfg: cfg}
-	t.Cleanup(func() { n.stop(t) })
-	m := accounts.NewManager(d.Store())
+	m := accounts.NewManager(st)
 	ctx := context.Background()
-	if _, err := d.Store().GetDomain(ctx, domain); errors.Is(err, store.ErrNotFound) {
+	if _, err := st.GetDomain(ctx, domain); errors.Is(err, store.ErrNotFound) {
 		if err := m.AddDomain(ctx, domain); err != nil {
 			t.Fatal(err)
 		}
@@ -103,6 +104,15 @@ func startMXNodeWith(t testing.TB, dns *dnstest.Server, domain, ip, dataDir stri
 			}
 		}
 	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.Start(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &mxNode{Daemon: d, cfg: cfg}
+	t.Cleanup(func() { n.stop(t) })
 	return n
 }
 
@@ -369,6 +379,15 @@ func TestRelayPeerDown(t *testing.T) {
 	// The retry schedule runs at 200 ms units here (1, 5, 15, 30 … units):
 	// when c comes up slowly on a loaded machine, the next attempt can be
 	// up to 12 s away.
+	t.Cleanup(func() {
+		if t.Failed() {
+			a.dumpQueue(t)
+			evs, _ := a.Store().QueueEvents(context.Background(), 1)
+			for _, ev := range evs {
+				t.Logf("journey: %s %s", ev.Kind, ev.Detail)
+			}
+		}
+	})
 	got := c.waitInbox(t, "carol@c.test", 1, 30*time.Second)
 	if !strings.Contains(got[0], "Hi Carol") {
 		t.Fatalf("carol got:\n%s", got[0])
