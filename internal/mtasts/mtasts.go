@@ -79,7 +79,8 @@ func Parse(body string) (*Policy, error) {
 	case p.Mode != None && len(p.MX) == 0:
 		return nil, errors.New("mta-sts: no mx")
 	}
-	p.MaxAge = min(time.Duration(age)*time.Second, maxMaxAge)
+	// Clamped in seconds, before the multiplication could overflow.
+	p.MaxAge = time.Duration(min(age, int(maxMaxAge/time.Second))) * time.Second
 	return p, nil
 }
 
