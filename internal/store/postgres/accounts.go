@@ -17,14 +17,6 @@ import (
 // Domains, accounts and aliases. Callers hand in canonical addresses
 // (package accounts normalises); the store only checks their shape.
 
-func addressDomain(addr string) (string, error) {
-	i := strings.LastIndexByte(addr, '@')
-	if i <= 0 || i == len(addr)-1 {
-		return "", fmt.Errorf("%w: address %q has no local@domain form", store.ErrInvalid, addr)
-	}
-	return addr[i+1:], nil
-}
-
 // AddDomain implements store.Store.
 func (s *Store) AddDomain(ctx context.Context, name string) error {
 	if name == "" || strings.ContainsAny(name, "@ \x00") {
@@ -148,7 +140,7 @@ func (w *wtx) lockAddress(addr string) error {
 
 // AddAccount implements store.Store. The domain must exist (ErrNotFound).
 func (s *Store) AddAccount(ctx context.Context, a store.Account) (store.Account, error) {
-	domain, err := addressDomain(a.Address)
+	domain, err := store.AddressDomain(a.Address)
 	if err != nil {
 		return a, fmt.Errorf("add account: %w", err)
 	}
@@ -309,7 +301,7 @@ func (w *wtx) lockAccounts(ids ...int64) error {
 
 // AddAlias implements store.Store. The domain must exist (ErrNotFound).
 func (s *Store) AddAlias(ctx context.Context, a store.Alias) error {
-	domain, err := addressDomain(a.Address)
+	domain, err := store.AddressDomain(a.Address)
 	if err != nil {
 		return fmt.Errorf("add alias: %w", err)
 	}

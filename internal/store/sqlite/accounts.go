@@ -16,14 +16,6 @@ import (
 // Domains, accounts and aliases. Callers hand in canonical addresses
 // (package accounts normalises); the store only checks their shape.
 
-func addressDomain(addr string) (string, error) {
-	i := strings.LastIndexByte(addr, '@')
-	if i <= 0 || i == len(addr)-1 {
-		return "", fmt.Errorf("%w: address %q has no local@domain form", store.ErrInvalid, addr)
-	}
-	return addr[i+1:], nil
-}
-
 // exists reports whether the query finds a row.
 func (w *wtx) exists(q string, args ...any) (bool, error) {
 	var one int
@@ -180,7 +172,7 @@ func (w *wtx) nextUIDValidity() (uint32, error) {
 
 // AddAccount implements store.Store. The domain must exist (ErrNotFound).
 func (s *Store) AddAccount(ctx context.Context, a store.Account) (store.Account, error) {
-	domain, err := addressDomain(a.Address)
+	domain, err := store.AddressDomain(a.Address)
 	if err != nil {
 		return a, fmt.Errorf("add account: %w", err)
 	}
@@ -305,7 +297,7 @@ func (w *wtx) removeAccount(id int64) error {
 
 // AddAlias implements store.Store. The domain must exist (ErrNotFound).
 func (s *Store) AddAlias(ctx context.Context, a store.Alias) error {
-	domain, err := addressDomain(a.Address)
+	domain, err := store.AddressDomain(a.Address)
 	if err != nil {
 		return fmt.Errorf("add alias: %w", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/ternmail/tern/internal/store"
 	"github.com/ternmail/tern/internal/store/flagset"
@@ -115,30 +114,20 @@ type queueGroup struct {
 	recipients string // JSON
 }
 
-// groupByDomain makes one queue entry per destination domain, in the
-// order the domains first appear, so the relay can send each domain its
-// recipients in one transaction.
+// groupByDomain makes one queue entry per destination domain
+// (store.GroupByDomain), its recipients stored as JSON.
 func groupByDomain(rcpts []store.QueueRecipient) ([]queueGroup, error) {
-	var order []string
-	by := make(map[string][]store.QueueRecipient)
-	for _, r := range rcpts {
-		dom, err := addressDomain(r.Address)
-		if err != nil {
-			return nil, err
-		}
-		dom = strings.ToLower(dom)
-		if _, ok := by[dom]; !ok {
-			order = append(order, dom)
-		}
-		by[dom] = append(by[dom], r)
+	groups, err := store.GroupByDomain(rcpts)
+	if err != nil {
+		return nil, err
 	}
-	out := make([]queueGroup, len(order))
-	for i, dom := range order {
-		j, err := json.Marshal(by[dom])
+	out := make([]queueGroup, len(groups))
+	for i, g := range groups {
+		j, err := json.Marshal(g.Recipients)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = queueGroup{domain: dom, recipients: string(j)}
+		out[i] = queueGroup{domain: g.Domain, recipients: string(j)}
 	}
 	return out, nil
 }
