@@ -16,6 +16,21 @@ import (
 	"github.com/ternmail/tern/internal/mx"
 )
 
+// domainArgs parses the flags and the one DOMAIN argument that the dkim
+// and dns subcommands share, and loads the configuration.
+func domainArgs(e *env, name, help string, args []string) (config.Config, string, error) {
+	fs, path := flags(e, name, "[--config FILE] DOMAIN", help)
+	if err := parseN(fs, args, 1); err != nil {
+		return config.Config{}, "", err
+	}
+	cfg, _, err := loadConfig(*path)
+	if err != nil {
+		return cfg, "", err
+	}
+	domain, err := accounts.NormalizeDomain(fs.Arg(0))
+	return cfg, domain, err
+}
+
 const dkimUsage = "Usage:\n  tern dkim generate [--config FILE] DOMAIN\n  tern dkim list [--config FILE] DOMAIN\n"
 
 // cmdDKIM manages a domain's DKIM keys in the data directory. A running
@@ -30,15 +45,7 @@ func cmdDKIM(e *env, args []string) error {
 		"generate": "Make a new Ed25519 and RSA-2048 key pair for DOMAIN (selectors tern-ed-DATE\nand tern-rsa-DATE) in DATA_DIR/dkim/DOMAIN. Outgoing mail from DOMAIN is\nsigned with the newest key of each algorithm: publish the records that\n'tern dns records DOMAIN' prints before mail goes out.",
 		"list":     "List DOMAIN's DKIM keys, newest first, with their DNS records.",
 	}
-	fs, path := flags(e, "dkim "+sub, "[--config FILE] DOMAIN", help[sub])
-	if err := parseN(fs, rest, 1); err != nil {
-		return err
-	}
-	cfg, _, err := loadConfig(*path)
-	if err != nil {
-		return err
-	}
-	domain, err := accounts.NormalizeDomain(fs.Arg(0))
+	cfg, domain, err := domainArgs(e, "dkim "+sub, help[sub], rest)
 	if err != nil {
 		return err
 	}
@@ -81,15 +88,7 @@ func cmdDNS(e *env, args []string) error {
 		"records": "Print, as a zone-file snippet, every DNS record DOMAIN needs: MX, SPF,\nDKIM (every selector), DMARC, MTA-STS, TLS-RPT, SRV records for mail\nclients (RFC 6186) and the autoconfig/autodiscover names.",
 		"check":   "Look up each record DOMAIN needs through [dns] nameserver and say, record\nby record, what is missing or wrong and the exact fix. Exits 1 when\nanything is.",
 	}
-	fs, path := flags(e, "dns "+sub, "[--config FILE] DOMAIN", help[sub])
-	if err := parseN(fs, rest, 1); err != nil {
-		return err
-	}
-	cfg, _, err := loadConfig(*path)
-	if err != nil {
-		return err
-	}
-	domain, err := accounts.NormalizeDomain(fs.Arg(0))
+	cfg, domain, err := domainArgs(e, "dns "+sub, help[sub], rest)
 	if err != nil {
 		return err
 	}
