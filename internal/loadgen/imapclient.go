@@ -62,14 +62,21 @@ func literalSize(line []byte) (int, bool) {
 	return n, true
 }
 
-// untagged handles what every command can receive: EXISTS counts and
-// capability lists.
+// untagged handles what every command can receive: the message count
+// (EXISTS, and EXPUNGE of messages other sessions removed, which may
+// follow the EXISTS of a SELECT) and capability lists.
 func (c *imapClient) untagged(line []byte) {
 	rest := line[2:]
 	if num, kind, ok := bytes.Cut(rest, []byte(" ")); ok {
-		if n, err := strconv.Atoi(string(num)); err == nil && bytes.EqualFold(kind, []byte("EXISTS")) {
-			c.exists = n
-			return
+		if n, err := strconv.Atoi(string(num)); err == nil {
+			switch {
+			case bytes.EqualFold(kind, []byte("EXISTS")):
+				c.exists = n
+				return
+			case bytes.EqualFold(kind, []byte("EXPUNGE")):
+				c.exists = max(0, c.exists-1)
+				return
+			}
 		}
 	}
 	c.noteCaps(line)

@@ -60,7 +60,8 @@ func TestSMTPReply(t *testing.T) {
 func TestIMAPReadResp(t *testing.T) {
 	server := "* 1 FETCH (BODY[] {12}\r\nhello\r\nworld FLAGS (\\Seen))\r\n" +
 		"* 2 FETCH (ENVELOPE (\"d\" {3}\r\na\r\n NIL) BODY[] {0}\r\n)\r\n" +
-		"* 3 EXISTS\r\n" +
+		"* 5 EXISTS\r\n" +
+		"* 4 EXPUNGE\r\n* 2 expunge\r\n" +
 		"a1 OK [APPENDUID 1795 42] Append completed.\r\n"
 	c := &imapClient{conn: &conn{r: bufio.NewReader(iotest.OneByteReader(strings.NewReader(server)))}}
 	line, err := c.readResp()
