@@ -5,8 +5,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
+	"github.com/ternmail/tern/internal/mailboxname"
 	"github.com/ternmail/tern/internal/store"
 )
 
@@ -35,41 +35,17 @@ func (c *conn) decodeName(s string) (string, error) {
 		}
 		s = d
 	}
-	return canonicalInbox(s), nil
+	return mailboxname.Canonical(s), nil
 }
 
-// canonicalInbox spells INBOX (and its children) in upper case: the name
-// is case-insensitive (RFC 3501 §5.1).
-func canonicalInbox(s string) string {
-	if len(s) >= 5 && strings.EqualFold(s[:5], "INBOX") && (len(s) == 5 || s[5] == '/') {
-		return "INBOX" + s[5:]
-	}
-	return s
-}
-
-// validMailboxName bounds names: valid UTF-8, no control characters or
-// wildcards, no empty level, at most maxMailboxName bytes and
-// maxMailboxDepth levels.
+// validMailboxName applies the naming rules every door shares
+// (mailboxname.Check), with IMAP's CANNOT reply (RFC 5530).
 func validMailboxName(name string) error {
-	switch {
-	case name == "":
-		return nof("CANNOT", "Empty mailbox name")
-	case len(name) > maxMailboxName:
-		return nof("CANNOT", "Mailbox name too long")
-	case !utf8.ValidString(name):
-		return nof("CANNOT", "Mailbox name is not UTF-8")
-	case strings.Count(name, "/") >= maxMailboxDepth:
-		return nof("CANNOT", "Mailbox hierarchy too deep")
-	}
-	for _, r := range name {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '*' || r == '%' {
-			return nof("CANNOT", "Invalid character in mailbox name")
-		}
-	}
-	for _, level := range strings.Split(name, "/") {
-		if level == "" {
-			return nof("CANNOT", "Empty hierarchy level in mailbox name")
-		}
+	if err := mailboxname.Check(name); err != nil {
+		// mailboxname's errors read "mailbox name too long": capitalise
+		// the first letter for the response text.
+		msg := err.Error()
+		return nof("CANNOT", "%s", strings.ToUpper(msg[:1])+msg[1:])
 	}
 	return nil
 }
@@ -412,7 +388,7 @@ func (c *conn) list(tag string, p *parser, o listOpts) error {
 			// matchPattern backtracks: bound its work.
 			return badf("Too many wildcards")
 		}
-		patterns[i] = canonicalInbox(pat)
+		patterns[i] = mailboxname.Canonical(pat)
 	}
 	mboxes, err := c.srv.st.ListMailboxes(c.ctx, c.acct.ID)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ternmail/tern/internal/accounts"
+	"github.com/ternmail/tern/internal/deliver"
 	"github.com/ternmail/tern/internal/store"
 )
 
@@ -117,6 +118,8 @@ func (s *Server) adminPost(w http.ResponseWriter, r *http.Request, u *userCtx) {
 	case "domain-remove":
 		err = s.accounts.RemoveDomain(ctx, v("domain"), false)
 		msg = "Domain removed."
+	case "domain-catchall":
+		msg, err = s.setCatchAll(ctx, v("domain"), v("target"), r.PostFormValue("op") == "clear")
 	case "user-add":
 		var a store.Account
 		a, err = s.accounts.AddUser(ctx, v("address"), r.PostFormValue("password"))
@@ -190,6 +193,58 @@ func (s *Server) adminPost(w http.ResponseWriter, r *http.Request, u *userCtx) {
 		u.sess.setFlash(msg, false)
 	}
 	http.Redirect(w, r, back, http.StatusSeeOther)
+}
+
+// setCatchAll sets or clears a domain's catch-all through
+// accounts.Manager, which refuses a local target that is neither an
+// account nor an alias. Before that it asks deliver what mail to the
+// target would do, so that a target whose mail could not be delivered
+// (a remote address, or an alias forwarding to one, while relaying is
+// off) is refused here rather than bouncing every message later. No loop
+// check is needed: a target must exist, so it never falls to a
+// catch-all itself, and deliver expands each address once.
+func (s *Server) setCatchAll(ctx context.Context, domain, target string, clear bool) (string, error) {
+	d, err := accounts.NormalizeDomain(domain)
+	if err != nil {
+		return "", &userError{"“" + domain + "” is not a valid domain name."}
+	}
+	if _, err := s.st.GetDomain(ctx, d); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return "", &userError{"The domain " + d + " is not served here."}
+		}
+		return "", err
+	}
+	if clear {
+		return "Catch-all for " + d + " turned off: mail to unknown addresses there is refused.", s.accounts.SetCatchAll(ctx, d, "")
+	}
+	if target == "" {
+		return "", &userError{"Enter the address that should get mail for unknown addresses at " + d + ", or choose Clear."}
+	}
+	t, err := accounts.NormalizeAddress(target)
+	if err != nil {
+		return "", &userError{"“" + target + "” is not a valid address."}
+	}
+	_, err = s.deliver.Resolve(ctx, t)
+	if errors.Is(err, deliver.ErrNotLocal) {
+		_, err = s.deliver.Remote(t)
+	}
+	switch {
+	case err == nil, errors.Is(err, store.ErrQuota):
+		// A full mailbox is a passing state, not a wrong target.
+	case errors.Is(err, deliver.ErrRelayUnavailable):
+		return "", &userError{t + " is, or forwards to, an address in another domain, and relaying is off: mail for it could not be delivered."}
+	case errors.Is(err, deliver.ErrUnknownUser), errors.Is(err, deliver.ErrBadAddress):
+		return "", &userError{"No account or alias " + t + " exists here; add it first."}
+	default:
+		return "", err
+	}
+	if err := s.accounts.SetCatchAll(ctx, d, t); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return "", &userError{"No account or alias " + t + " exists here; add it first."}
+		}
+		return "", err
+	}
+	return "Mail to unknown addresses at " + d + " now goes to " + t + ".", nil
 }
 
 func normalize(addr string) string {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -191,6 +192,7 @@ func TestBrowser(t *testing.T) {
 	b.do("admin", chromedp.Click(chromedp.CSS(`a[href="/admin"]`)), chromedp.WaitVisible(chromedp.ID("queue")))
 	b.waitText("admin queue", "carol@remote.test")
 	b.shot("10-admin")
+	browserFolders(t, e, b)
 }
 
 // browserCompose logs in as alice and sends payload as an attachment to
@@ -313,6 +315,46 @@ Content-Type: text/html; charset=utf-8
 		t.Errorf("script ran with images on: %v", hits)
 	}
 	b.shot("09-hostile-images")
+}
+
+// browserFolders creates a folder and one inside it, renames the
+// outer one, and sees both in the navigation under their new names.
+func browserFolders(t *testing.T, e *env, b *browserEnv) {
+	b.do("folders page", chromedp.Click(chromedp.CSS(`a[href="/folders"]`)), chromedp.WaitVisible(chromedp.ID("new-name")))
+	b.do("create Clients",
+		chromedp.SendKeys(chromedp.ID("new-name"), "Clients"),
+		chromedp.Click(chromedp.CSS(`#folder-create button[type=submit]`)),
+	)
+	b.waitText("Clients created", "Folder “Clients” created.")
+	clients := e.mailbox(e.alice, "Clients")
+	b.do("create Acme inside",
+		chromedp.SendKeys(chromedp.ID("new-name"), "Acme"),
+		chromedp.SetValue(chromedp.ID("new-parent"), strconv.FormatInt(clients.ID, 10)),
+		chromedp.Click(chromedp.CSS(`#folder-create button[type=submit]`)),
+	)
+	b.waitText("Acme created", "Folder “Clients/Acme” created.")
+	b.shot("11-folders-created")
+	field := chromedp.ID("rename-" + strconv.FormatInt(clients.ID, 10))
+	b.do("rename Clients",
+		chromedp.Clear(field),
+		chromedp.SendKeys(field, "Customers"),
+		chromedp.Click(chromedp.CSS(`button[aria-label="Rename Clients"]`)),
+	)
+	b.waitText("renamed", "Folder “Clients” renamed to “Customers”.")
+	nav := b.eval(`Array.from(document.querySelectorAll("nav.mailboxes a")).map(a => a.title).join(",")`)
+	if !strings.Contains(nav, "Customers,Customers/Acme") || strings.Contains(nav, "Clients") {
+		t.Errorf("navigation after rename: %s", nav)
+	}
+	if n := b.eval(`document.querySelector('nav.mailboxes a[title="Customers"]').parentElement.querySelectorAll('ul a[title="Customers/Acme"]').length.toString()`); n != "1" {
+		t.Errorf("Acme is not nested under Customers in the navigation")
+	}
+	b.shot("12-folders-renamed")
+	b.do("open renamed", chromedp.Click(chromedp.CSS(`nav.mailboxes a[title="Customers/Acme"]`)), chromedp.WaitVisible(chromedp.CSS(`form#list`)))
+	b.waitText("renamed folder list", "Customers/Acme")
+	if cur := b.eval(`document.querySelector('[aria-current=page]').title`); cur != "Customers/Acme" {
+		t.Errorf("current mailbox in the navigation = %q", cur)
+	}
+	b.shot("13-folder-open")
 }
 
 func contains(list []string, s string) bool {

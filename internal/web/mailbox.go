@@ -1,7 +1,6 @@
 package web
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -77,9 +76,10 @@ func mailboxURL(id int64, q, sort string, page int) string {
 // getBatch bounds the UIDs asked of GetMessages at once.
 const getBatch = 500
 
-// loadMessages returns every message of a mailbox with its parsed info.
-// Sorting and search need them all; the store keeps no sort index for
-// the web yet, which is fine for mailboxes of some thousands of messages.
+// loadMessages returns every message of a mailbox with its parsed info,
+// by UID. Only search needs them all: decoding each message's parsed
+// info costs some 15 µs, 75 ms for 5,000 messages (BenchmarkMailboxPage),
+// bearable for a search but not for every page.
 func (s *Server) loadMessages(ctx context.Context, mailboxID int64) ([]store.Message, error) {
 	metas, err := s.st.ListMessages(ctx, mailboxID)
 	if err != nil {
@@ -102,6 +102,73 @@ func (s *Server) loadMessages(ctx context.Context, mailboxID int64) ([]store.Mes
 	return out, nil
 }
 
+// listing is one page of a message list.
+type listing struct {
+	Rows        []store.Message
+	Total       int // messages listed, over all pages
+	Page, Pages int
+}
+
+// listPage returns one page of a mailbox in arrival order: UIDs
+// ascending for "date-asc", descending (newest first) otherwise.
+//
+// Arrival order is the order IMAP clients show by default, and it is the
+// one order the store gives without reading every message: ListMessages
+// yields the UIDs from the index (about 0.5 µs a message), and only the
+// page's 50 messages are read and decoded by GetMessages, so the costly
+// part no longer grows with the mailbox. It differs from INTERNALDATE
+// order only for messages moved in or appended with an older date, which
+// show where they arrived. A search still reads every message's envelope
+// to match it; an order by another column would have to as well.
+func (s *Server) listPage(ctx context.Context, mailboxID int64, q, sortKey string, page int) (listing, error) {
+	var uids []uint32
+	var found []store.Message
+	if q == "" {
+		metas, err := s.st.ListMessages(ctx, mailboxID)
+		if err != nil {
+			return listing{}, err
+		}
+		uids = make([]uint32, len(metas))
+		for i, m := range metas {
+			uids[i] = m.UID
+		}
+	} else {
+		all, err := s.loadMessages(ctx, mailboxID)
+		if err != nil {
+			return listing{}, err
+		}
+		found = slices.DeleteFunc(all, func(m store.Message) bool { return !matches(m, q) })
+		uids = make([]uint32, len(found))
+		for i, m := range found {
+			uids[i] = m.UID
+		}
+	}
+	newest := sortKey != "date-asc"
+	if newest {
+		slices.Reverse(uids)
+		slices.Reverse(found)
+	}
+	l := listing{Total: len(uids), Pages: max((len(uids)+pageSize-1)/pageSize, 1)}
+	l.Page = min(max(page, 1), l.Pages)
+	lo := (l.Page - 1) * pageSize
+	hi := min(lo+pageSize, len(uids))
+	if found != nil {
+		l.Rows = found[lo:hi]
+		return l, nil
+	}
+	want := slices.Clone(uids[lo:hi])
+	slices.Sort(want) // the store takes UIDs ascending
+	ms, err := s.st.GetMessages(ctx, mailboxID, want)
+	if err != nil {
+		return listing{}, err
+	}
+	if newest {
+		slices.Reverse(ms)
+	}
+	l.Rows = ms
+	return l, nil
+}
+
 func (s *Server) mailboxPage(w http.ResponseWriter, r *http.Request, u *userCtx) {
 	ctx := r.Context()
 	mb, err := s.findMailbox(ctx, u.acct.ID, r.PathValue("mb"))
@@ -118,36 +185,20 @@ func (s *Server) mailboxPage(w http.ResponseWriter, r *http.Request, u *userCtx)
 		sortKey = "date"
 	}
 	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
-	page = max(page, 1)
 
-	msgs, err := s.loadMessages(ctx, mb.ID)
+	l, err := s.listPage(ctx, mb.ID, q, sortKey, page)
 	if err != nil {
 		s.serverError(w, r, "list messages", err)
 		return
 	}
-	if q != "" {
-		msgs = slices.DeleteFunc(msgs, func(m store.Message) bool { return !matches(m, q) })
-	}
-	slices.SortFunc(msgs, func(a, b store.Message) int {
-		c := cmp.Or(a.InternalDate.Compare(b.InternalDate), cmp.Compare(a.UID, b.UID))
-		if sortKey == "date" {
-			return -c
-		}
-		return c
-	})
-	pages := max((len(msgs)+pageSize-1)/pageSize, 1)
-	page = min(page, pages)
-	lo := (page - 1) * pageSize
-	hi := min(lo+pageSize, len(msgs))
-
 	p, err := s.page(ctx, u, mb.Name, mb.ID)
 	if err != nil {
 		s.serverError(w, r, "mailbox page", err)
 		return
 	}
-	d := &mailboxData{pageData: p, Mailbox: mb, Query: q, Sort: sortKey, Page: page, Pages: pages, Total: len(msgs),
+	d := &mailboxData{pageData: p, Mailbox: mb, Query: q, Sort: sortKey, Page: l.Page, Pages: l.Pages, Total: l.Total,
 		IsTrash: mb.SpecialUse == store.SpecialTrash, IsSentLike: mb.SpecialUse == store.SpecialSent || mb.SpecialUse == store.SpecialDrafts}
-	for _, m := range msgs[lo:hi] {
+	for _, m := range l.Rows {
 		d.Rows = append(d.Rows, rowOf(m))
 	}
 	for _, o := range p.Mailboxes {
@@ -155,11 +206,11 @@ func (s *Server) mailboxPage(w http.ResponseWriter, r *http.Request, u *userCtx)
 			d.Others = append(d.Others, o)
 		}
 	}
-	if page > 1 {
-		d.PrevURL = mailboxURL(mb.ID, q, sortKey, page-1)
+	if l.Page > 1 {
+		d.PrevURL = mailboxURL(mb.ID, q, sortKey, l.Page-1)
 	}
-	if page < pages {
-		d.NextURL = mailboxURL(mb.ID, q, sortKey, page+1)
+	if l.Page < l.Pages {
+		d.NextURL = mailboxURL(mb.ID, q, sortKey, l.Page+1)
 	}
 	s.render(w, r, http.StatusOK, "mailbox", d)
 }

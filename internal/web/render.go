@@ -23,7 +23,8 @@ type pageData struct {
 	Admin     bool
 	CSRF      string
 	Mailboxes []mailboxView
-	Current   int64 // the mailbox shown, for the navigation
+	Folders   []*folderNode // Mailboxes as a hierarchy, for the navigation
+	Current   int64         // the mailbox shown, for the navigation
 	Flash     flash
 	Used      int64 // bytes the account's messages take
 	Quota     int64 // 0: none
@@ -35,9 +36,12 @@ type mailboxView struct {
 	Name     string
 	Messages int
 	Unseen   int
+	// SpecialUse orders and protects folders; the script does not need
+	// it.
+	SpecialUse string `json:"-"`
 }
 
-var pages = []string{"login", "mailbox", "message", "compose", "admin", "queue", "error"}
+var pages = []string{"login", "mailbox", "message", "compose", "admin", "queue", "error", "folders", "folderdelete"}
 
 func parseTemplates() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
@@ -48,6 +52,7 @@ func parseTemplates() (map[string]*template.Template, error) {
 		"fulldate": func(t time.Time) string { return t.Format("Mon, 2 Jan 2006 15:04 MST") },
 		"has":      func(flags []string, f string) bool { return slices.Contains(flags, f) },
 		"pathesc":  url.PathEscape,
+		"level":    func(csrf string, ns []*folderNode) folderLevel { return folderLevel{csrf, ns} },
 	}
 	out := map[string]*template.Template{}
 	for _, p := range pages {
@@ -68,7 +73,7 @@ func (s *Server) page(ctx context.Context, u *userCtx, title string, current int
 	}
 	return pageData{
 		Title: title, User: u.acct.Address, Admin: u.acct.Admin, CSRF: u.sess.csrf,
-		Mailboxes: mbs, Current: current, Flash: u.sess.popFlash(),
+		Mailboxes: mbs, Folders: folderTree(mbs, current), Current: current, Flash: u.sess.popFlash(),
 		Used: u.acct.UsedBytes, Quota: u.acct.QuotaBytes,
 	}, nil
 }
@@ -84,7 +89,7 @@ func (s *Server) mailboxViews(ctx context.Context, accountID int64) ([]mailboxVi
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, mailboxView{ID: mb.ID, Name: mb.Name, Messages: st.Messages, Unseen: st.Unseen})
+		out = append(out, mailboxView{ID: mb.ID, Name: mb.Name, Messages: st.Messages, Unseen: st.Unseen, SpecialUse: mb.SpecialUse})
 	}
 	return out, nil
 }

@@ -11,6 +11,7 @@
 //	/message/{mb}/{uid}/part/{path}  one decoded part, as a download
 //	/compose?mode=&mb=&uid=          new, reply, reply all, forward, draft
 //	/events                          Server-Sent Events from Store.Subscribe
+//	/folders, /folders/{mb}/...      create, rename, delete folders
 //	/admin, /admin/queue/{id}        admin accounts only
 //
 // Security model: sessions are 256-bit random IDs held in memory, in an
@@ -253,6 +254,11 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /compose", s.user(s.composePost))
 	mux.Handle("GET /events", s.user(s.events))
 	mux.Handle("GET /counts", s.user(s.counts))
+	mux.Handle("GET /folders", s.user(s.foldersPage))
+	mux.Handle("POST /folders/create", s.user(s.folderCreate))
+	mux.Handle("POST /folders/{mb}/rename", s.user(s.folderRename))
+	mux.Handle("GET /folders/{mb}/delete", s.user(s.folderDeletePage))
+	mux.Handle("POST /folders/{mb}/delete", s.user(s.folderDelete))
 
 	mux.Handle("GET /admin", s.admin(s.adminPage))
 	mux.Handle("POST /admin/{action}", s.admin(s.adminPost))
