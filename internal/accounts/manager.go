@@ -68,11 +68,11 @@ func (m *Manager) AddUser(ctx context.Context, address, password string) (store.
 	case !errors.Is(err, store.ErrNotFound):
 		return store.Account{}, fmt.Errorf("add user %s: %w", addr, err)
 	}
-	hash, err := m.hash(password)
+	hash, keys, err := m.credentials(password)
 	if err != nil {
 		return store.Account{}, fmt.Errorf("add user %s: %w", addr, err)
 	}
-	a, err := m.st.AddAccount(ctx, store.Account{Address: addr, PasswordHash: hash})
+	a, err := m.st.AddAccount(ctx, store.Account{Address: addr, PasswordHash: hash, SCRAM: keys})
 	if err != nil {
 		return store.Account{}, fmt.Errorf("add user %s: %w", addr, err)
 	}
@@ -85,14 +85,27 @@ func (m *Manager) SetPassword(ctx context.Context, address, password string) err
 	if err != nil {
 		return fmt.Errorf("set password: %w", err)
 	}
-	hash, err := m.hash(password)
+	hash, keys, err := m.credentials(password)
 	if err != nil {
 		return fmt.Errorf("set password for %s: %w", a.Address, err)
 	}
-	if err := m.st.SetPassword(ctx, a.ID, hash); err != nil {
+	if err := m.st.SetPassword(ctx, a.ID, hash, keys); err != nil {
 		return fmt.Errorf("set password for %s: %w", a.Address, err)
 	}
 	return nil
+}
+
+// credentials returns what the store keeps of a new password: its
+// argon2id hash and its SCRAM-SHA-256 keys (store.Account.SCRAM).
+func (m *Manager) credentials(password string) (hash, scram string, err error) {
+	if hash, err = m.hash(password); err != nil {
+		return "", "", err
+	}
+	keys, err := NewSCRAMKeys(password)
+	if err != nil {
+		return "", "", err
+	}
+	return hash, keys.String(), nil
 }
 
 // RemoveUser removes an account with its mailboxes and messages. Aliases

@@ -95,6 +95,9 @@ func TestAddUser(t *testing.T) {
 	if strings.Contains(a.PasswordHash, "pw") || !strings.HasPrefix(a.PasswordHash, "$argon2id$") {
 		t.Fatalf("stored hash %q", a.PasswordHash)
 	}
+	if got, _ := st.GetAccount(ctx, a.Address); !scramMatches(t, got.SCRAM, "pw") {
+		t.Fatalf("stored SCRAM keys %q are not those of the password", got.SCRAM)
+	}
 
 	_, err = m.AddUser(ctx, "ALICE@example.org", "x")
 	wantErr(t, "same address other case", err, store.ErrExists)
@@ -124,6 +127,9 @@ func TestSetPasswordAndRemoveUser(t *testing.T) {
 	a, err := st.GetAccount(ctx, "alice@example.org")
 	if err != nil || !VerifyPassword(a.PasswordHash, "new one") || VerifyPassword(a.PasswordHash, "secret-Alice@example.org") {
 		t.Fatalf("password not replaced: %v", err)
+	}
+	if !scramMatches(t, a.SCRAM, "new one") || scramMatches(t, a.SCRAM, "secret-Alice@example.org") {
+		t.Fatalf("SCRAM keys %q not replaced with the password's", a.SCRAM)
 	}
 	wantErr(t, "set empty", m.SetPassword(ctx, "alice@example.org", ""), ErrInvalidPassword)
 	wantErr(t, "set unknown", m.SetPassword(ctx, "nobody@example.org", "x"), store.ErrNotFound, "nobody@example.org")

@@ -1,7 +1,8 @@
 // Package auth checks credentials for every door (SMTP submission, IMAP,
 // POP3, web): password verification with a short-lived cache of successful
 // logins, throttling of failures per IP and per account with growing
-// delays, and the SASL mechanisms the doors offer (PLAIN, LOGIN).
+// delays, and the SASL mechanisms the doors offer (SCRAM-SHA-256, PLAIN,
+// LOGIN).
 package auth
 
 import (
@@ -91,6 +92,8 @@ type Authenticator struct {
 	// cacheKey keys the HMAC that stands for a password in the cache, so
 	// memory holds no unsalted fast hash of any password.
 	cacheKey []byte
+	// fakeKey keys the HMAC that makes up SCRAM salts (fakeKeys).
+	fakeKey []byte
 
 	mu       sync.Mutex
 	cache    map[cacheEntry]time.Time // → expiry
@@ -125,6 +128,7 @@ func New(st store.Store, cfg Config, log *slog.Logger) *Authenticator {
 		verifyHash: accounts.VerifyPassword,
 		verify:     make(chan struct{}, cfg.MaxVerify),
 		cacheKey:   []byte(rand.Text()),
+		fakeKey:    []byte(rand.Text()),
 		cache:      make(map[cacheEntry]time.Time),
 		failIP:     make(map[netip.Prefix]*failures),
 		failUser:   make(map[string]*failures),
@@ -135,7 +139,8 @@ func New(st store.Store, cfg Config, log *slog.Logger) *Authenticator {
 // from a client at remote. Failures take the same time and text whether
 // the user exists or not: ErrInvalidCredentials after a delay growing with
 // recent failures, or ErrThrottled at once past Config.MaxFailures. Other
-// errors are store failures or ctx's.
+// errors are store failures or ctx's. A success gives an account without
+// SCRAM-SHA-256 keys its keys (addSCRAM).
 func (a *Authenticator) Login(ctx context.Context, remote netip.Addr, username, password string) (store.Account, error) {
 	if err := ctx.Err(); err != nil {
 		return store.Account{}, err
@@ -166,7 +171,7 @@ func (a *Authenticator) Login(ctx context.Context, remote netip.Addr, username, 
 	entry := cacheEntry{address: acct.Address, hash: hash, pw: a.mac(password)}
 	if exists && a.cached(entry) {
 		a.succeeded(ipKey)
-		return acct, nil
+		return a.addSCRAM(ctx, acct, password, log), nil
 	}
 
 	n, err := a.verifyOnce(ctx, ipKey, user, hash, password, exists)
@@ -179,7 +184,7 @@ func (a *Authenticator) Login(ctx context.Context, remote netip.Addr, username, 
 	if n == 0 {
 		a.remember(entry)
 		a.succeeded(ipKey)
-		return acct, nil
+		return a.addSCRAM(ctx, acct, password, log), nil
 	}
 	reason := "wrong password"
 	if !exists {

@@ -109,7 +109,7 @@ func (e *env) setPassword(t *testing.T, pw string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.st.SetPassword(t.Context(), acct.ID, cheapHash(pw)); err != nil {
+	if err := e.st.SetPassword(t.Context(), acct.ID, cheapHash(pw), ""); err != nil {
 		t.Fatal(err)
 	}
 }

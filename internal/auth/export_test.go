@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"time"
+
+	"github.com/emersion/go-sasl"
 )
 
 // Test hooks, net/http style: production code keeps no settable globals.
@@ -20,3 +22,11 @@ func (a *Authenticator) Tracked() (cache, ips, users int) {
 }
 
 var Sleep = sleep
+
+// NewSCRAMServer is NewSASLServer("SCRAM-SHA-256", nil, l) with a fixed
+// server nonce, such as RFC 7677's test vector's.
+func NewSCRAMServer(l SCRAMLogin, nonce string) sasl.Server {
+	s := newSCRAMServer(l)
+	s.nonce = func() string { return nonce }
+	return s
+}

@@ -10,19 +10,29 @@ import (
 )
 
 // Mechanisms are the SASL mechanisms NewSASLServer implements, in the
-// order doors advertise them. Both send the password in the clear, so
-// doors offer them only over TLS (RFC 4616 §6).
-var Mechanisms = []string{sasl.Plain, sasl.Login}
+// order doors advertise them, the strongest first. PLAIN and LOGIN send
+// the password in the clear, so doors offer them only over TLS (RFC 4616
+// §6); SCRAM-SHA-256 never sends it, but without channel binding it does
+// not detect a man in the middle either, so it is offered alike.
+var Mechanisms = []string{SCRAMSHA256, sasl.Plain, sasl.Login}
 
-// ErrAuthzid is returned (wrapping ErrInvalidCredentials) when a PLAIN
-// client asks to act as another user: Tern has no proxy authorization.
+// ErrAuthzid is returned (wrapping ErrInvalidCredentials) when a PLAIN or
+// SCRAM client asks to act as another user: Tern has no proxy
+// authorization.
 var ErrAuthzid = fmt.Errorf("%w: authorization identity differs from the user", ErrInvalidCredentials)
 
-// NewSASLServer returns a server for mech (any case): "PLAIN" (RFC 4616)
-// or "LOGIN" (draft-murchison-sasl-login-00). login checks a username and
-// password; its error ends the exchange and is returned by Next.
-func NewSASLServer(mech string, login func(username, password string) error) (sasl.Server, error) {
+// NewSASLServer returns a server for mech (any case): "SCRAM-SHA-256"
+// (RFC 5802, RFC 7677), "PLAIN" (RFC 4616) or "LOGIN"
+// (draft-murchison-sasl-login-00). PLAIN and LOGIN check a username and
+// password with login, SCRAM-SHA-256 asks scram (Authenticator.SCRAM
+// makes one), and is unsupported if scram is nil. Their errors end the
+// exchange and are returned by Next.
+func NewSASLServer(mech string, login func(username, password string) error, scram SCRAMLogin) (sasl.Server, error) {
 	switch strings.ToUpper(mech) {
+	case SCRAMSHA256:
+		if scram != nil {
+			return newSCRAMServer(scram), nil
+		} // else unsupported, below
 	case sasl.Plain:
 		return sasl.NewPlainServer(func(identity, username, password string) error {
 			if !sameUser(identity, username) {
@@ -36,7 +46,7 @@ func NewSASLServer(mech string, login func(username, password string) error) (sa
 	return nil, fmt.Errorf("unsupported SASL mechanism %q", mech)
 }
 
-// sameUser reports whether a PLAIN authorization identity names the
+// sameUser reports whether an authorization identity names the
 // authenticating user itself: empty, or the same address in any spelling.
 func sameUser(authzid, username string) bool {
 	if authzid == "" || authzid == username {

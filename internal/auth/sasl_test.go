@@ -6,6 +6,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/ternmail/tern/internal/auth"
+	"github.com/ternmail/tern/internal/testenv"
 )
 
 var errBad = errors.New("bad password")
@@ -32,7 +33,7 @@ type step struct {
 func run(t *testing.T, mech string, steps []step) *checker {
 	t.Helper()
 	c := &checker{}
-	s, err := auth.NewSASLServer(mech, c.login)
+	s, err := auth.NewSASLServer(mech, c.login, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func TestSASLPlain(t *testing.T) {
 	if c.pw != "p w\u00e9" {
 		t.Errorf("password passed as %q", c.pw)
 	}
-	s, _ := auth.NewSASLServer("PLAIN", (&checker{}).login)
+	s, _ := auth.NewSASLServer("PLAIN", (&checker{}).login, nil)
 	if _, _, err := s.Next([]byte("alice@example.org\x00pw")); err == nil {
 		t.Error("two-field PLAIN response accepted")
 	}
@@ -99,7 +100,7 @@ func TestSASLLogin(t *testing.T) {
 	if c.user != "" || c.pw != "" {
 		t.Fatalf("login got %q, %q", c.user, c.pw)
 	}
-	s, _ := auth.NewSASLServer("LOGIN", (&checker{}).login)
+	s, _ := auth.NewSASLServer("LOGIN", (&checker{}).login, nil)
 	s.Next(nil)
 	s.Next([]byte("alice@example.org"))
 	s.Next([]byte("pw"))
@@ -108,17 +109,20 @@ func TestSASLLogin(t *testing.T) {
 	}
 }
 
-// TestSASLClients runs go-sasl's own clients against the servers.
+// TestSASLClients runs go-sasl's own clients, and the test SCRAM client,
+// against the servers.
 func TestSASLClients(t *testing.T) {
 	for _, cl := range []sasl.Client{
 		sasl.NewPlainClient("", "alice@example.org", "pw"),
 		sasl.NewLoginClient("alice@example.org", "pw"),
+		&testenv.SCRAMClient{User: "alice@example.org", Password: "pw"},
+		&testenv.SCRAMClient{User: "alice@example.org", Password: "pw", Authzid: "Alice@Example.org"},
 	} {
 		mech, ir, err := cl.Start()
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := auth.NewSASLServer(mech, (&checker{}).login)
+		s, err := auth.NewSASLServer(mech, (&checker{}).login, newKeyLogin(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,26 +146,35 @@ func TestSASLClients(t *testing.T) {
 }
 
 func TestSASLMechanisms(t *testing.T) {
+	if auth.Mechanisms[0] != "SCRAM-SHA-256" {
+		t.Errorf("mechanisms %v: SCRAM-SHA-256 is not offered first", auth.Mechanisms)
+	}
 	for _, m := range auth.Mechanisms {
-		if _, err := auth.NewSASLServer(m, (&checker{}).login); err != nil {
+		if _, err := auth.NewSASLServer(m, (&checker{}).login, newKeyLogin(t)); err != nil {
 			t.Errorf("advertised %s: %v", m, err)
 		}
 	}
-	for _, m := range []string{"CRAM-MD5", "SCRAM-SHA-256", "", "XOAUTH2"} {
-		if _, err := auth.NewSASLServer(m, (&checker{}).login); err == nil {
+	for _, m := range []string{"CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256-PLUS", "", "XOAUTH2"} {
+		if _, err := auth.NewSASLServer(m, (&checker{}).login, newKeyLogin(t)); err == nil {
 			t.Errorf("NewSASLServer(%q) succeeded", m)
 		}
 	}
+	// Without the account side, SCRAM is not available.
+	if _, err := auth.NewSASLServer("scram-sha-256", (&checker{}).login, nil); err == nil {
+		t.Error("SCRAM-SHA-256 without a SCRAMLogin succeeded")
+	}
 }
 
-// FuzzSASL feeds arbitrary responses to both mechanisms: no panic, and
-// login is called only with what the client sent.
+// FuzzSASL feeds arbitrary responses to every mechanism: no panic, and
+// login is called only with what the client sent. FuzzSCRAM goes deeper
+// into SCRAM-SHA-256.
 func FuzzSASL(f *testing.F) {
 	f.Add("PLAIN", []byte("\x00alice@example.org\x00pw"), []byte(nil))
 	f.Add("LOGIN", []byte("alice@example.org"), []byte("pw"))
 	f.Add("LOGIN", []byte(nil), []byte("alice@example.org"))
+	f.Add("SCRAM-SHA-256", []byte("n,,n=user,r=abc"), []byte("c=biws,r=abc,p=AAAA"))
 	f.Fuzz(func(t *testing.T, mech string, r1, r2 []byte) {
-		s, err := auth.NewSASLServer(mech, (&checker{}).login)
+		s, err := auth.NewSASLServer(mech, (&checker{}).login, newKeyLogin(t))
 		if err != nil {
 			return
 		}

@@ -36,9 +36,32 @@ func (a *Authenticator) remember(e cacheEntry) {
 func (a *Authenticator) throttled(ip netip.Prefix, user string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	now := a.now()
+	return a.throttledAt(ip, user, a.now())
+}
+
+func (a *Authenticator) throttledAt(ip netip.Prefix, user string, now time.Time) bool {
 	return a.count(a.failIP[ip], now) >= a.cfg.MaxFailures ||
 		a.count(a.failUser[user], now) >= a.cfg.MaxFailures
+}
+
+// settle records the outcome of a check already made (a SCRAM proof) in
+// one step under the lock: a throttled IP network or username is refused
+// whatever the outcome, a success clears the IP network's failures and
+// returns 0, a failure is counted and returns the count, as failed does.
+// Being one step, a burst of exchanges that all passed the first throttle
+// check gets no more than MaxFailures outcomes past it.
+func (a *Authenticator) settle(ip netip.Prefix, user string, ok bool) (n int, throttled bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	switch {
+	case a.throttledAt(ip, user, now):
+		return 0, true
+	case ok:
+		delete(a.failIP, ip)
+		return 0, false
+	}
+	return max(bump(a, a.failIP, ip, now), bump(a, a.failUser, user, now)), false
 }
 
 // count is f's number of failures still within the window.

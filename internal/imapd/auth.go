@@ -180,6 +180,9 @@ func (c *conn) loginError(user string, err error) error {
 	case errors.Is(err, auth.ErrInvalidCredentials):
 		c.log.Info("login failed", "user", user)
 		return nof("AUTHENTICATIONFAILED", "Invalid credentials")
+	case errors.Is(err, auth.ErrMalformed): // its text says what, safe to show
+		c.log.Info("login failed", "err", err)
+		return badf("Malformed authentication exchange: %s", err)
 	}
 	c.log.Info("login failed", "user", user, "err", err)
 	return nof("AUTHENTICATIONFAILED", "Authentication failed")
@@ -193,8 +196,9 @@ func (c *conn) loggedIn(acct store.Account) {
 	c.log.Info("logged in", "tls", c.tls)
 }
 
-// cmdAuthenticate runs a SASL exchange (PLAIN or LOGIN, from auth), with
-// an initial response when given (SASL-IR, RFC 4959; "=" is empty).
+// cmdAuthenticate runs a SASL exchange (SCRAM-SHA-256, PLAIN or LOGIN,
+// from auth), with an initial response when given (SASL-IR, RFC 4959;
+// "=" is empty).
 func (c *conn) cmdAuthenticate(tag string, p *parser) error {
 	var mech string
 	err := p.sp()
@@ -207,11 +211,8 @@ func (c *conn) cmdAuthenticate(tag string, p *parser) error {
 	var resp []byte
 	if p.take(' ') {
 		s := p.span(func(b byte) bool { return b != ' ' })
-		resp = []byte{}
-		if s != "=" {
-			if resp, err = base64.StdEncoding.DecodeString(s); err != nil || s == "" {
-				return badf("Invalid base64")
-			}
+		if resp, err = decodeSASL(s); err != nil || s == "" {
+			return badf("Invalid base64")
 		}
 	}
 	if err := p.end(); err != nil {
@@ -223,14 +224,22 @@ func (c *conn) cmdAuthenticate(tag string, p *parser) error {
 	if c.srv.login == nil {
 		return nof("UNAVAILABLE", "Authentication unavailable")
 	}
+	// PLAIN, LOGIN and SCRAM-SHA-256 end alike: the account, or an error
+	// for loginError.
 	var acct store.Account
 	var user string
-	srv, err := auth.NewSASLServer(mech, func(u, pass string) error {
-		user = u
-		a, err := c.srv.login(c.ctx, c.ip, u, pass)
+	result := func(a store.Account, err error) error {
 		acct = a
 		return err
-	})
+	}
+	var scram auth.SCRAMLogin
+	if c.srv.scram != nil {
+		scram = c.srv.scram(c.ctx, c.ip, result)
+	}
+	srv, err := auth.NewSASLServer(mech, func(u, pass string) error {
+		user = u
+		return result(c.srv.login(c.ctx, c.ip, u, pass))
+	}, scram)
 	if err != nil {
 		return nof("CANNOT", "Unsupported mechanism")
 	}
@@ -256,13 +265,24 @@ func (c *conn) cmdAuthenticate(tag string, p *parser) error {
 		if string(line) == "*" {
 			return badf("Authentication cancelled")
 		}
-		if resp, err = base64.StdEncoding.DecodeString(string(line)); err != nil {
+		if resp, err = decodeSASL(string(line)); err != nil {
 			return badf("Invalid base64")
 		}
 	}
 	c.loggedIn(acct)
 	c.writeLine(tag + " OK [CAPABILITY " + c.capabilities() + "] Logged in")
 	return nil
+}
+
+// decodeSASL decodes a SASL response: base64, or "=" for an empty one.
+// RFC 4959 §3 defines "=" for the initial response; go-imap's client
+// sends it for any empty response (such as the one that acknowledges
+// SCRAM's server-final-message), and it cannot mean anything else.
+func decodeSASL(s string) ([]byte, error) {
+	if s == "=" {
+		return []byte{}, nil
+	}
+	return base64.StdEncoding.DecodeString(s)
 }
 
 // cmdEnable turns on extensions that change responses (RFC 5161).

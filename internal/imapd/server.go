@@ -92,16 +92,14 @@ const (
 	// maxInlineLiteral bounds literals outside APPEND (names, search
 	// strings, passwords).
 	maxInlineLiteral = 64 << 10
-	// maxMailboxName and maxMailboxDepth bound mailbox names.
-	maxMailboxName  = 255
-	maxMailboxDepth = 16
 )
 
-// loginFunc, spoolFunc and appendFunc are the calls into auth and
-// deliver; nil (no Deps.Auth or Deps.Deliver) makes LOGIN or APPEND
-// answer UNAVAILABLE.
+// loginFunc, scramFunc, spoolFunc and appendFunc are the calls into auth
+// and deliver; nil (no Deps.Auth or Deps.Deliver) makes LOGIN,
+// AUTHENTICATE or APPEND answer UNAVAILABLE.
 type (
 	loginFunc  func(ctx context.Context, remote netip.Addr, user, pass string) (store.Account, error)
+	scramFunc  func(ctx context.Context, remote netip.Addr, done func(store.Account, error) error) auth.SCRAMLogin
 	spoolFunc  func(ctx context.Context, body io.Reader) (*deliver.Spooled, error)
 	appendFunc func(ctx context.Context, accountID int64, mailbox string, items []deliver.AppendItem) ([]store.Delivered, error)
 )
@@ -111,6 +109,7 @@ type Server struct {
 	cfg    Config
 	st     store.Store
 	login  loginFunc
+	scram  scramFunc
 	spool  spoolFunc
 	append appendFunc
 	log    *slog.Logger
@@ -166,7 +165,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		conns:     map[*conn]struct{}{},
 	}
 	if deps.Auth != nil {
-		s.login = deps.Auth.Login
+		s.login, s.scram = deps.Auth.Login, deps.Auth.SCRAM
 	}
 	if deps.Deliver != nil {
 		s.spool = deps.Deliver.Spool

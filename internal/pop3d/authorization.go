@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/emersion/go-sasl"
-
 	"github.com/ternmail/tern/internal/auth"
 	"github.com/ternmail/tern/internal/store"
 )
@@ -139,16 +138,25 @@ func (ss *session) cmdAuth(arg string) bool {
 	if !known {
 		return ss.badCommand("unsupported SASL mechanism")
 	}
+	// PLAIN, LOGIN and SCRAM-SHA-256 end alike: the account, or the
+	// error loginFailed answers.
 	var (
 		acct     store.Account
 		loginErr error
 		authed   bool
 	)
-	srv, err := ss.s.newSASL(mech, func(username, password string) error {
-		acct, loginErr = ss.s.login(ss.ctx, ss.remote, username, password)
-		authed = loginErr == nil
-		return loginErr
-	})
+	result := func(a store.Account, err error) error {
+		acct, loginErr = a, err
+		authed = err == nil
+		return err
+	}
+	var scram auth.SCRAMLogin
+	if ss.s.scram != nil {
+		scram = ss.s.scram(ss.ctx, ss.remote, result)
+	}
+	srv, err := auth.NewSASLServer(mech, func(username, password string) error {
+		return result(ss.s.login(ss.ctx, ss.remote, username, password))
+	}, scram)
 	if err != nil {
 		ss.log.Error("pop3 SASL", "mech", mech, "err", err)
 		ss.err("[SYS/TEMP] authentication unavailable")
@@ -167,6 +175,8 @@ func (ss *session) cmdAuth(arg string) bool {
 		return quit
 	case loginErr != nil:
 		return ss.loginFailed(loginErr)
+	case errors.Is(err, auth.ErrMalformed):
+		return ss.loginFailed(err)
 	case err != nil:
 		// The mechanism rejected the client's message itself.
 		return ss.loginFailed(fmt.Errorf("%w: %w", errSASL, err))
@@ -200,12 +210,15 @@ func (ss *session) saslExchange(srv sasl.Server, resp []byte) (quit bool, err er
 			ss.err("authentication cancelled")
 			return false, errCancelled
 		}
-		if resp, err = base64.StdEncoding.DecodeString(line); err != nil {
+		if resp, err = decodeSASL(line); err != nil {
 			return ss.badCommand("invalid base64 in SASL response"), errCancelled
 		}
 	}
 }
 
+// decodeSASL decodes a SASL response: base64, or "=" for an empty one,
+// which RFC 5034 §4 defines for the initial response and some clients
+// send for any empty response.
 func decodeSASL(s string) ([]byte, error) {
 	if s == "=" {
 		return []byte{}, nil
@@ -228,6 +241,9 @@ func (ss *session) loginFailed(err error) (quit bool) {
 	case errors.Is(err, auth.ErrInvalidCredentials):
 		ss.log.Info("pop3 login failed")
 		ss.err("[AUTH] invalid user name or password")
+	case errors.Is(err, auth.ErrMalformed): // its text says what, safe to show
+		ss.log.Info("pop3 login failed", "err", err)
+		ss.err("malformed authentication exchange: %s", err)
 	case errors.Is(err, errSASL):
 		ss.log.Info("pop3 login failed", "err", err)
 		ss.err("[AUTH] authentication failed")

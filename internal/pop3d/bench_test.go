@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ternmail/tern/internal/auth"
 	"github.com/ternmail/tern/internal/store"
 	"github.com/ternmail/tern/internal/store/sqlite"
 )
@@ -44,7 +43,7 @@ func BenchmarkRetrDeleQuit(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	s, err := newServer(Config{Hostname: "pop.example.test", AllowPlaintextAuth: true}, st, nil, lookupLogin(st), auth.NewSASLServer)
+	s, err := newServer(Config{Hostname: "pop.example.test", AllowPlaintextAuth: true}, st, nil, lookupLogin(st), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

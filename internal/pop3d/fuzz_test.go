@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ternmail/tern/internal/accounts"
 	"github.com/ternmail/tern/internal/auth"
 	"github.com/ternmail/tern/internal/store"
 )
@@ -129,6 +130,61 @@ func memLogin(_ context.Context, _ netip.Addr, user, pass string) (store.Account
 	return store.Account{}, auth.ErrInvalidCredentials
 }
 
+// memSCRAM is memLogin for SCRAM-SHA-256: u's keys are those of "p",
+// other users get keys no proof matches, "throttled" is throttled.
+func memSCRAM(_ context.Context, _ netip.Addr, done func(store.Account, error) error) auth.SCRAMLogin {
+	return &memSCRAMLogin{done: done}
+}
+
+type memSCRAMLogin struct {
+	done func(store.Account, error) error
+	user string
+	ok   bool
+}
+
+// memKeys are u's keys, derived once.
+var memKeys = sync.OnceValue(func() accounts.SCRAMKeys {
+	k, err := accounts.DeriveSCRAMKeys("p", []byte("0123456789abcdef"), accounts.SCRAMIterations)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+func (l *memSCRAMLogin) Keys(user string) (accounts.SCRAMKeys, error) {
+	l.user = user
+	if user == "throttled" {
+		return accounts.SCRAMKeys{}, l.fail(auth.ErrThrottled)
+	}
+	k := memKeys()
+	if user != "u" {
+		k.StoredKey = make([]byte, len(k.StoredKey))
+	}
+	return k, nil
+}
+
+func (l *memSCRAMLogin) Verify(ok bool) error {
+	if !ok || l.user != "u" {
+		return l.fail(auth.ErrInvalidCredentials)
+	}
+	l.ok = true
+	return nil
+}
+
+func (l *memSCRAMLogin) Done() error {
+	if !l.ok {
+		return l.fail(auth.ErrInvalidCredentials)
+	}
+	return l.done(store.Account{ID: memAccount, Address: "u@example.test"}, nil)
+}
+
+func (l *memSCRAMLogin) fail(err error) error {
+	if e := l.done(store.Account{}, err); e != nil {
+		return e
+	}
+	return err
+}
+
 // scriptConn is a net.Conn that reads a fixed script and records what is
 // written.
 type scriptConn struct {
@@ -166,7 +222,7 @@ func (h panicHandler) WithGroup(string) slog.Handler      { return h }
 // runScript runs one session over script against st and returns what the
 // server wrote.
 func runScript(t testing.TB, st store.Store, script []byte) []byte {
-	s, err := newServer(Config{Hostname: "pop.example.test", AllowPlaintextAuth: true}, st, slog.New(panicHandler{t}), memLogin, auth.NewSASLServer)
+	s, err := newServer(Config{Hostname: "pop.example.test", AllowPlaintextAuth: true}, st, slog.New(panicHandler{t}), memLogin, memSCRAM)
 	if err != nil {
 		t.Fatal(err)
 	}

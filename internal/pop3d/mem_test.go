@@ -75,7 +75,7 @@ func TestIdleMemory(t *testing.T) {
 	for _, useTLS := range []bool{false, true} {
 		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
 			s, err := newServer(Config{Hostname: "pop.example.test", TLS: tlsCfg, AllowPlaintextAuth: true, MaxConnsPerIP: 1000},
-				st, nil, lookupLogin(st), auth.NewSASLServer)
+				st, nil, lookupLogin(st), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/emersion/go-sasl"
-
 	"github.com/ternmail/tern/internal/auth"
 	"github.com/ternmail/tern/internal/limits"
 	"github.com/ternmail/tern/internal/store"
@@ -65,8 +63,10 @@ type Deps struct {
 // loginFunc checks credentials; it is (*auth.Authenticator).Login.
 type loginFunc func(ctx context.Context, remote netip.Addr, username, password string) (store.Account, error)
 
-// saslFunc starts a SASL exchange; it is auth.NewSASLServer.
-type saslFunc func(mech string, login func(username, password string) error) (sasl.Server, error)
+// scramFunc starts the account side of a SCRAM-SHA-256 exchange; it is
+// (*auth.Authenticator).SCRAM. Without one, AUTH SCRAM-SHA-256 answers
+// that authentication is unavailable.
+type scramFunc func(ctx context.Context, remote netip.Addr, done func(store.Account, error) error) auth.SCRAMLogin
 
 // Server is a POP3 server. Serve and ServeTLS may run on several listeners
 // at once.
@@ -75,7 +75,7 @@ type Server struct {
 	st      store.Store
 	log     *slog.Logger
 	login   loginFunc
-	newSASL saslFunc
+	scram   scramFunc
 	limiter *limits.ConnLimiter
 
 	// bigBufs holds the *streamBufs of RETR and TOP, so an idle session
@@ -100,12 +100,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Auth == nil {
 		return nil, errors.New("pop3d: Deps.Auth is nil")
 	}
-	return newServer(cfg, deps.Store, deps.Log, deps.Auth.Login, auth.NewSASLServer)
+	return newServer(cfg, deps.Store, deps.Log, deps.Auth.Login, deps.Auth.SCRAM)
 }
 
 // newServer is New with the authentication functions given, so tests and
 // the fuzzer can run without password hashing.
-func newServer(cfg Config, st store.Store, log *slog.Logger, login loginFunc, newSASL saslFunc) (*Server, error) {
+func newServer(cfg Config, st store.Store, log *slog.Logger, login loginFunc, scram scramFunc) (*Server, error) {
 	if st == nil {
 		return nil, errors.New("pop3d: Deps.Store is nil")
 	}
@@ -133,7 +133,7 @@ func newServer(cfg Config, st store.Store, log *slog.Logger, login loginFunc, ne
 		st:       st,
 		log:      log,
 		login:    login,
-		newSASL:  newSASL,
+		scram:    scram,
 		limiter:  limits.NewConnLimiter(cfg.MaxConns, cfg.MaxConnsPerIP),
 		ctx:      ctx,
 		cancel:   cancel,

@@ -27,7 +27,7 @@ func TestTranscript(t *testing.T) {
 	c.Send("CAPA")
 	c.Expect("+OK")
 	capa := c.multi()
-	for _, want := range []string{"TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "SASL PLAIN LOGIN", "IMPLEMENTATION Tern"} {
+	for _, want := range []string{"TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "SASL SCRAM-SHA-256 PLAIN LOGIN", "IMPLEMENTATION Tern"} {
 		if !slices.Contains(capa, want) {
 			t.Errorf("CAPA %q lacks %q", capa, want)
 		}
@@ -162,7 +162,7 @@ func TestAuth(t *testing.T) {
 
 	c := e.dial()
 	c.cmd("AUTH", "+OK")
-	if got := c.multi(); !slices.Equal(got, []string{"PLAIN", "LOGIN"}) {
+	if got := c.multi(); !slices.Equal(got, []string{"SCRAM-SHA-256", "PLAIN", "LOGIN"}) {
 		t.Errorf("AUTH list = %q", got)
 	}
 	c.cmd("AUTH CRAM-MD5", "-ERR")

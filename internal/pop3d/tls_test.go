@@ -22,7 +22,7 @@ func TestSTLS(t *testing.T) {
 	c.Send("CAPA")
 	c.Expect("+OK")
 	capa := c.multi()
-	if slices.Contains(capa, "STLS") || !slices.Contains(capa, "USER") || !slices.Contains(capa, "SASL PLAIN LOGIN") {
+	if slices.Contains(capa, "STLS") || !slices.Contains(capa, "USER") || !slices.Contains(capa, "SASL SCRAM-SHA-256 PLAIN LOGIN") {
 		t.Errorf("CAPA after STLS = %q", capa)
 	}
 	c.cmd("PASS "+testPass, "-ERR PASS must follow USER") // the injected USER was dropped

@@ -270,7 +270,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	if s.srv.cfg.Mode != Submission {
 		return nil, s.fail(reply(502, 5, 5, 1, "AUTH is not offered on this port; use submission"))
 	}
-	srv, err := auth.NewSASLServer(mech, s.login)
+	srv, err := auth.NewSASLServer(mech, s.login, s.srv.auth.SCRAM(s.ctx, s.conn.remote, s.loggedIn))
 	if err != nil {
 		return nil, s.fail(smtp.ErrAuthUnknownMechanism)
 	}
@@ -291,16 +291,24 @@ func (ss saslServer) Next(response []byte) ([]byte, bool, error) {
 	case err == nil || errors.As(err, &se):
 	case errors.Is(err, auth.ErrInvalidCredentials): // e.g. a PLAIN authzid naming someone else
 		err = ss.s.fail(reply(535, 5, 7, 8, "Authentication credentials invalid"))
+	case errors.Is(err, auth.ErrMalformed): // its text says what, safe to show
+		err = ss.s.fail(reply(501, 5, 5, 2, "Malformed authentication exchange: "+err.Error()))
 	default: // a malformed exchange
 		err = ss.s.fail(reply(501, 5, 5, 2, "Malformed authentication exchange"))
 	}
 	return challenge, done, err
 }
 
-// login checks credentials for the SASL server. An unknown user and a
-// wrong password get the same reply (auth.ErrInvalidCredentials).
+// login checks credentials for PLAIN and LOGIN.
 func (s *session) login(username, password string) error {
-	acct, err := s.srv.auth.Login(s.ctx, s.conn.remote, username, password)
+	return s.loggedIn(s.srv.auth.Login(s.ctx, s.conn.remote, username, password))
+}
+
+// loggedIn takes the outcome of a credentials check, PLAIN, LOGIN or
+// SCRAM-SHA-256 alike: it logs the session in, or returns the reply. An
+// unknown user and a wrong password get the same reply
+// (auth.ErrInvalidCredentials).
+func (s *session) loggedIn(acct store.Account, err error) error {
 	switch {
 	case err == nil:
 		s.mu.Lock()

@@ -20,7 +20,7 @@ func subClient(t *testing.T, e *testEnv) *client {
 	c.write("STARTTLS\r\n")
 	c.expect(220)
 	tc := tlsClient(t, c, e)
-	if caps := tc.cmd("EHLO client.test", 250); !strings.Contains(caps, "AUTH PLAIN LOGIN") {
+	if caps := tc.cmd("EHLO client.test", 250); !strings.Contains(caps, "AUTH SCRAM-SHA-256 PLAIN LOGIN") {
 		t.Errorf("AUTH not offered after TLS:\n%s", caps)
 	}
 	return tc
@@ -135,7 +135,7 @@ func TestSubmissionImplicitTLS(t *testing.T) {
 	tc.SetDeadline(time.Now().Add(20 * time.Second))
 	c := &client{t: t, conn: tc, r: bufio.NewReader(tc)}
 	c.expect(220)
-	if caps := c.cmd("EHLO client.test", 250); !strings.Contains(caps, "AUTH PLAIN LOGIN") || strings.Contains(caps, "STARTTLS") {
+	if caps := c.cmd("EHLO client.test", 250); !strings.Contains(caps, "AUTH SCRAM-SHA-256 PLAIN LOGIN") || strings.Contains(caps, "STARTTLS") {
 		t.Errorf("EHLO on 465:\n%s", caps)
 	}
 	c.login("bob@example.org", testPassword, 235)
@@ -175,7 +175,7 @@ func TestSubmissionRelay(t *testing.T) {
 func TestSubmissionPlaintextAuth(t *testing.T) {
 	e := newEnv(t, envOpts{mode: Submission, cfg: func(c *Config) { c.AllowPlaintextAuth = true; c.TLS = nil }})
 	c := e.dial()
-	if caps := c.cmd("EHLO client.test", 250); !strings.Contains(caps, "AUTH PLAIN LOGIN") || strings.Contains(caps, "STARTTLS") {
+	if caps := c.cmd("EHLO client.test", 250); !strings.Contains(caps, "AUTH SCRAM-SHA-256 PLAIN LOGIN") || strings.Contains(caps, "STARTTLS") {
 		t.Errorf("EHLO:\n%s", caps)
 	}
 	c.login("alice@example.org", testPassword, 235)

@@ -88,10 +88,17 @@ type Account struct {
 	ID           int64
 	Address      string
 	PasswordHash string // argon2id PHC string; never the password
-	QuotaBytes   int64  // 0 means no limit
-	UsedBytes    int64  // sum of the sizes of all its messages
-	Admin        bool
-	Created      time.Time
+	// SCRAM holds the SCRAM-SHA-256 keys (RFC 5802, RFC 7677) derived
+	// from the same password, in RFC 5803's form
+	// "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>" (base64):
+	// never the password or the SaltedPassword. It is "" for an account
+	// whose password was set before Tern knew SCRAM, until its next
+	// password login fills it in (SetSCRAM).
+	SCRAM      string
+	QuotaBytes int64 // 0 means no limit
+	UsedBytes  int64 // sum of the sizes of all its messages
+	Admin      bool
+	Created    time.Time
 }
 
 // Alias maps an address to one or more targets: local addresses (accounts
@@ -299,7 +306,14 @@ type Store interface {
 	GetAccount(ctx context.Context, address string) (Account, error)
 	GetAccountByID(ctx context.Context, id int64) (Account, error)
 	ListAccounts(ctx context.Context, domain string) ([]Account, error) // domain "" lists all
-	SetPassword(ctx context.Context, accountID int64, hash string) error
+	// SetPassword replaces the password hash and the SCRAM keys together:
+	// both come from the same password.
+	SetPassword(ctx context.Context, accountID int64, hash, scram string) error
+	// SetSCRAM sets the SCRAM keys of an account whose password hash is
+	// still hash, the one the password they were derived from was
+	// verified against. If the password changed meanwhile, nothing is
+	// written and the error wraps ErrNotFound, like for a removed account.
+	SetSCRAM(ctx context.Context, accountID int64, hash, scram string) error
 	SetQuota(ctx context.Context, accountID int64, bytes int64) error
 	SetAdmin(ctx context.Context, accountID int64, admin bool) error
 	RemoveAccount(ctx context.Context, accountID int64) error

@@ -157,9 +157,9 @@ func (s *Store) AddAccount(ctx context.Context, a store.Account) (store.Account,
 			`SELECT 1 FROM accounts WHERE address = $1 UNION ALL SELECT 1 FROM aliases WHERE address = $1`, a.Address); err != nil {
 			return err
 		}
-		err := w.queryRow(`INSERT INTO accounts (address, domain, password_hash, quota_bytes, admin, created)
-			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
-			a.Address, domain, a.PasswordHash, a.QuotaBytes, a.Admin, nanotime.Encode(a.Created)).Scan(&a.ID)
+		err := w.queryRow(`INSERT INTO accounts (address, domain, password_hash, scram, quota_bytes, admin, created)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+			a.Address, domain, a.PasswordHash, a.SCRAM, a.QuotaBytes, a.Admin, nanotime.Encode(a.Created)).Scan(&a.ID)
 		switch pgCode(err) {
 		case "":
 		case codeForeignKeyViolation:
@@ -180,12 +180,12 @@ func (s *Store) AddAccount(ctx context.Context, a store.Account) (store.Account,
 	return a, err
 }
 
-const accountCols = `id, address, password_hash, quota_bytes, used_bytes, admin, created`
+const accountCols = `id, address, password_hash, scram, quota_bytes, used_bytes, admin, created`
 
 func scanAccount(sc pgx.Row) (store.Account, error) {
 	var a store.Account
 	var created int64
-	err := sc.Scan(&a.ID, &a.Address, &a.PasswordHash, &a.QuotaBytes, &a.UsedBytes, &a.Admin, &created)
+	err := sc.Scan(&a.ID, &a.Address, &a.PasswordHash, &a.SCRAM, &a.QuotaBytes, &a.UsedBytes, &a.Admin, &created)
 	a.Created = nanotime.Decode(created)
 	return a, err
 }
@@ -232,10 +232,18 @@ func (s *Store) ListAccounts(ctx context.Context, domain string) ([]store.Accoun
 }
 
 // SetPassword implements store.Store.
-func (s *Store) SetPassword(ctx context.Context, accountID int64, hash string) error {
+func (s *Store) SetPassword(ctx context.Context, accountID int64, hash, scram string) error {
 	return s.write(ctx, func(w *wtx) error {
-		tag, err := w.exec(`UPDATE accounts SET password_hash = $1 WHERE id = $2`, hash, accountID)
+		tag, err := w.exec(`UPDATE accounts SET password_hash = $1, scram = $2 WHERE id = $3`, hash, scram, accountID)
 		return affectedOne(tag, err, "set password of account", fmt.Sprint(accountID))
+	})
+}
+
+// SetSCRAM implements store.Store.
+func (s *Store) SetSCRAM(ctx context.Context, accountID int64, hash, scram string) error {
+	return s.write(ctx, func(w *wtx) error {
+		tag, err := w.exec(`UPDATE accounts SET scram = $1 WHERE id = $2 AND password_hash = $3`, scram, accountID, hash)
+		return affectedOne(tag, err, "set SCRAM keys", fmt.Sprintf("of account %d with that password hash", accountID))
 	})
 }
 

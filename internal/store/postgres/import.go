@@ -55,7 +55,7 @@ type importTable struct {
 // column comes from the file when in_file is set.
 var importTables = []importTable{
 	{"domains", []string{"name", "catch_all", "created"}, "ssi", ""},
-	{"accounts", []string{"id", "address", "domain", "password_hash", "quota_bytes", "used_bytes", "admin", "created"}, "isssiibi", ""},
+	{"accounts", []string{"id", "address", "domain", "password_hash", "scram", "quota_bytes", "used_bytes", "admin", "created"}, "issssiibi", ""},
 	{"aliases", []string{"address", "domain", "targets", "send_as", "created"}, "sssbi", ""},
 	{"blobs", []string{"id", "sha", "size", "refcount", "data", "info"}, "iyiiyn", "refcount > 0"},
 	{"mailboxes", []string{"id", "account_id", "name", "uidvalidity", "uidnext", "highestmodseq", "special_use", "subscribed", "created"}, "iisiiisbi", ""},
@@ -67,6 +67,13 @@ var importTables = []importTable{
 
 // sqliteOnly are SQLite columns that have no column of their own here.
 var sqliteOnly = map[string][]string{"blobs": {"in_file"}}
+
+// sqliteAdded are columns that later SQLite migrations added, with the SQL
+// value a source from before them is copied with: the copy reads the
+// source as it is, without migrating it first.
+var sqliteAdded = map[string]map[string]string{
+	"accounts": {"scram": "''"}, // schema 2: keys made at the next login
+}
 
 // ImportSQLite copies the SQLite store in dataDir into s, which must be
 // empty, in one transaction that commits only if the copy passes Check's
@@ -161,7 +168,7 @@ func importWork(ctx context.Context, stx *sql.Tx) (int64, error) {
 			}
 		}
 		for _, c := range want {
-			if !slices.Contains(have, c) {
+			if _, ok := sqliteAdded[t.name][c]; !ok && !slices.Contains(have, c) {
 				return 0, fmt.Errorf("import: SQLite table %s lacks column %s", t.name, c)
 			}
 		}
@@ -214,9 +221,18 @@ func (w *wtx) checkEmpty() error {
 
 // copyTable streams one table with COPY.
 func (w *wtx) copyTable(stx *sql.Tx, t importTable, dataDir string, advance func(int64)) (int64, error) {
+	have, err := sqliteColumns(w.ctx, stx, t.name)
+	if err != nil {
+		return 0, err
+	}
 	cols := slices.Clone(t.cols)
 	if t.name == "blobs" {
 		cols = append(cols, "in_file")
+	}
+	for i, c := range cols {
+		if def, ok := sqliteAdded[t.name][c]; ok && !slices.Contains(have, c) {
+			cols[i] = def + ` AS ` + c
+		}
 	}
 	q := `SELECT ` + strings.Join(cols, ", ") + ` FROM ` + t.name
 	if t.where != "" {

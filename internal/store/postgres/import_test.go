@@ -38,7 +38,8 @@ func fillSQLite(t *testing.T, dir string) {
 	must(s.AddDomain(ctx, "example.com"))
 	must(s.AddDomain(ctx, "example.org"))
 	must(s.SetCatchAll(ctx, "example.org", "u@example.com"))
-	u, err := s.AddAccount(ctx, store.Account{Address: "u@example.com", PasswordHash: "$argon2id$x", QuotaBytes: 1 << 30, Admin: true})
+	u, err := s.AddAccount(ctx, store.Account{Address: "u@example.com", PasswordHash: "$argon2id$x",
+		SCRAM: "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy", QuotaBytes: 1 << 30, Admin: true})
 	must(err)
 	gone, err := s.AddAccount(ctx, store.Account{Address: "gone@example.com"})
 	must(err)
@@ -228,6 +229,33 @@ func TestImportSQLite(t *testing.T) {
 		t.Errorf("import into a non-empty store: %v", err)
 	}
 	checkStore(t, dst)
+}
+
+// TestImportBeforeSCRAM copies a data directory last opened before
+// schema 2 (no SCRAM keys column): tern migrate does not migrate its
+// source, and the accounts arrive without keys, to get them at their
+// next password login.
+func TestImportBeforeSCRAM(t *testing.T) {
+	dir := t.TempDir()
+	fillSQLite(t, dir)
+	raw, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "tern.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`ALTER TABLE accounts DROP COLUMN scram`, `PRAGMA user_version = 1`} {
+		if _, err := raw.ExecContext(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+	dst := openTest(t)
+	if _, err := dst.ImportSQLite(t.Context(), dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	a, err := dst.GetAccount(t.Context(), "u@example.com")
+	if err != nil || a.PasswordHash != "$argon2id$x" || a.SCRAM != "" {
+		t.Fatalf("imported account %+v, %v", a, err)
+	}
 }
 
 func TestImportRefusesUnknownColumns(t *testing.T) {

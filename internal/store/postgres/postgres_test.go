@@ -145,6 +145,42 @@ func TestNewerSchema(t *testing.T) {
 	}
 }
 
+// TestUpgradeFromSchema1 opens a schema made by a version before SCRAM
+// keys: migration 2 adds them, empty, and the rows stay as they were.
+func TestUpgradeFromSchema1(t *testing.T) {
+	schema := newSchema(t)
+	ctx := t.Context()
+	pool, err := pgxpool.NewWithConfig(ctx, schemaConfig(t, schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		migrations[0],
+		`CREATE TABLE schema_version (version integer NOT NULL)`,
+		`INSERT INTO schema_version (version) VALUES (1)`,
+		`INSERT INTO domains (name, created) VALUES ('example.com', 1)`,
+		`INSERT INTO accounts (address, domain, password_hash, created) VALUES ('old@example.com', 'example.com', '$argon2id$old', 1)`,
+	} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			pool.Close()
+			t.Fatal(err)
+		}
+	}
+	pool.Close()
+	s := openSchema(t, schema)
+	a, err := s.GetAccount(ctx, "old@example.com")
+	if err != nil || a.PasswordHash != "$argon2id$old" || a.SCRAM != "" {
+		t.Fatalf("account after the upgrade: %+v, %v", a, err)
+	}
+	if err := s.SetSCRAM(ctx, a.ID, "$argon2id$old", "SCRAM-SHA-256$4096:c2FsdA==$a2V5:a2V5"); err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	if err := s.pool.QueryRow(ctx, `SELECT version FROM schema_version`).Scan(&v); err != nil || v != schemaVersion {
+		t.Fatalf("schema version %d, %v; want %d", v, err, schemaVersion)
+	}
+}
+
 // TestConcurrentOpen starts several nodes at once on an empty schema:
 // one applies the migrations, the others wait and find them done.
 func TestConcurrentOpen(t *testing.T) {

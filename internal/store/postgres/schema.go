@@ -131,6 +131,11 @@ CREATE TABLE events (
 );
 CREATE INDEX events_queue ON events(queue_id);
 `,
+	// 2: SCRAM-SHA-256 keys (store.Account.SCRAM). Existing accounts get
+	// theirs at their next password login.
+	`
+ALTER TABLE accounts ADD COLUMN scram text NOT NULL DEFAULT '';
+`,
 }
 
 // schemaVersion is the version this code writes.

@@ -188,9 +188,9 @@ func (s *Store) AddAccount(ctx context.Context, a store.Account) (store.Account,
 		if err := w.check(false, store.ErrExists, fmt.Sprintf("add account %s", a.Address), `SELECT 1 FROM accounts WHERE address = ? UNION ALL SELECT 1 FROM aliases WHERE address = ?`, a.Address, a.Address); err != nil {
 			return err
 		}
-		err := w.queryRow(`INSERT INTO accounts (address, domain, password_hash, quota_bytes, admin, created)
-			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-			a.Address, domain, a.PasswordHash, a.QuotaBytes, a.Admin, nanotime.Encode(a.Created)).Scan(&a.ID)
+		err := w.queryRow(`INSERT INTO accounts (address, domain, password_hash, scram, quota_bytes, admin, created)
+			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			a.Address, domain, a.PasswordHash, a.SCRAM, a.QuotaBytes, a.Admin, nanotime.Encode(a.Created)).Scan(&a.ID)
 		if err != nil {
 			return fmt.Errorf("add account: %w", err)
 		}
@@ -204,12 +204,12 @@ func (s *Store) AddAccount(ctx context.Context, a store.Account) (store.Account,
 	return a, err
 }
 
-const accountCols = `id, address, password_hash, quota_bytes, used_bytes, admin, created`
+const accountCols = `id, address, password_hash, scram, quota_bytes, used_bytes, admin, created`
 
 func scanAccount(sc interface{ Scan(...any) error }) (store.Account, error) {
 	var a store.Account
 	var created int64
-	err := sc.Scan(&a.ID, &a.Address, &a.PasswordHash, &a.QuotaBytes, &a.UsedBytes, &a.Admin, &created)
+	err := sc.Scan(&a.ID, &a.Address, &a.PasswordHash, &a.SCRAM, &a.QuotaBytes, &a.UsedBytes, &a.Admin, &created)
 	a.Created = nanotime.Decode(created)
 	return a, err
 }
@@ -256,10 +256,18 @@ func (s *Store) ListAccounts(ctx context.Context, domain string) ([]store.Accoun
 }
 
 // SetPassword implements store.Store.
-func (s *Store) SetPassword(ctx context.Context, accountID int64, hash string) error {
+func (s *Store) SetPassword(ctx context.Context, accountID int64, hash, scram string) error {
 	return s.write(ctx, func(w *wtx) error {
-		res, err := w.exec(`UPDATE accounts SET password_hash = ? WHERE id = ?`, hash, accountID)
+		res, err := w.exec(`UPDATE accounts SET password_hash = ?, scram = ? WHERE id = ?`, hash, scram, accountID)
 		return affectedOne(res, err, "set password of account", fmt.Sprint(accountID))
+	})
+}
+
+// SetSCRAM implements store.Store.
+func (s *Store) SetSCRAM(ctx context.Context, accountID int64, hash, scram string) error {
+	return s.write(ctx, func(w *wtx) error {
+		res, err := w.exec(`UPDATE accounts SET scram = ? WHERE id = ? AND password_hash = ?`, scram, accountID, hash)
+		return affectedOne(res, err, "set SCRAM keys", fmt.Sprintf("of account %d with that password hash", accountID))
 	})
 }
 

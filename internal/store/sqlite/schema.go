@@ -126,6 +126,11 @@ CREATE TABLE events (
 ) STRICT;
 CREATE INDEX events_queue ON events(queue_id);
 `,
+	// 2: SCRAM-SHA-256 keys (store.Account.SCRAM). Existing accounts get
+	// theirs at their next password login.
+	`
+ALTER TABLE accounts ADD COLUMN scram TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // schemaVersion is the version this code writes.

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -38,8 +39,44 @@ func TestNewerSchema(t *testing.T) {
 	if !errors.Is(err, store.ErrNewerSchema) {
 		t.Fatalf("Open of newer schema: %v", err)
 	}
-	if !strings.Contains(err.Error(), "999") || !strings.Contains(err.Error(), "1") {
+	if !strings.Contains(err.Error(), "999") || !strings.Contains(err.Error(), fmt.Sprintf("up to %d", schemaVersion)) {
 		t.Errorf("error does not name both versions: %v", err)
+	}
+}
+
+// TestUpgradeFromSchema1 opens a data directory made by a version before
+// SCRAM keys: migration 2 adds them, empty, and the rows stay as they
+// were.
+func TestUpgradeFromSchema1(t *testing.T) {
+	dir := t.TempDir()
+	raw, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "tern.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		migrations[0],
+		`PRAGMA user_version = 1`,
+		`INSERT INTO domains (name, created) VALUES ('example.com', 1)`,
+		`INSERT INTO accounts (address, domain, password_hash, created) VALUES ('old@example.com', 'example.com', '$argon2id$old', 1)`,
+	} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+	s := openTest(t, dir)
+	defer s.Close()
+	ctx := t.Context()
+	a, err := s.GetAccount(ctx, "old@example.com")
+	if err != nil || a.PasswordHash != "$argon2id$old" || a.SCRAM != "" {
+		t.Fatalf("account after the upgrade: %+v, %v", a, err)
+	}
+	if err := s.SetSCRAM(ctx, a.ID, "$argon2id$old", "SCRAM-SHA-256$4096:c2FsdA==$a2V5:a2V5"); err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	if err := s.wdb.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != schemaVersion {
+		t.Fatalf("user_version %d, %v; want %d", v, err, schemaVersion)
 	}
 }
 

@@ -82,14 +82,14 @@ func testAccounts(t *testing.T, st store.Store) {
 		t.Errorf("ListAccounts: %d all, %d in example.com", len(all), len(com))
 	}
 
-	must(t, st.SetPassword(c, a.ID, "$argon2id$new"), "SetPassword")
+	must(t, st.SetPassword(c, a.ID, "$argon2id$new", "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy"), "SetPassword")
 	must(t, st.SetQuota(c, a.ID, 12345), "SetQuota")
 	must(t, st.SetAdmin(c, a.ID, true), "SetAdmin")
 	got, _ = st.GetAccountByID(c, a.ID)
 	if got.PasswordHash != "$argon2id$new" || got.QuotaBytes != 12345 || !got.Admin {
 		t.Errorf("after updates: %+v", got)
 	}
-	wantErr(t, st.SetPassword(c, 1<<40, "x"), store.ErrNotFound, "SetPassword missing")
+	wantErr(t, st.SetPassword(c, 1<<40, "x", ""), store.ErrNotFound, "SetPassword missing")
 	wantErr(t, st.SetQuota(c, 1<<40, 1), store.ErrNotFound, "SetQuota missing")
 
 	deliver(t, st, a.ID, "INBOX", message(1))
@@ -101,6 +101,56 @@ func testAccounts(t *testing.T, st store.Store) {
 	if err == nil && len(mbs) != 0 {
 		t.Errorf("removed account still has %d mailboxes", len(mbs))
 	}
+}
+
+// testSCRAM checks that an account's SCRAM keys round-trip, change with
+// its password, and are filled in later only for the password they were
+// derived from.
+func testSCRAM(t *testing.T, st store.Store) {
+	c := ctx(t)
+	const (
+		hash1, keys1 = "$argon2id$one", "SCRAM-SHA-256$4096:AQID$BAUG:BwgJ"
+		hash2, keys2 = "$argon2id$two", "SCRAM-SHA-256$4096:CgsM$DQ4P:EBES"
+		keys3        = "SCRAM-SHA-256$8192:ExQV$FhcY:GRob"
+	)
+	must(t, st.AddDomain(c, "example.com"), "AddDomain")
+	a, err := st.AddAccount(c, store.Account{Address: "s@example.com", PasswordHash: hash1, SCRAM: keys1})
+	must(t, err, "AddAccount")
+	old := newAccount(t, st, "old@example.com") // as before SCRAM: no keys
+	want := func(id int64, hash, keys, what string) {
+		t.Helper()
+		got, err := st.GetAccountByID(c, id)
+		must(t, err, what)
+		if got.PasswordHash != hash || got.SCRAM != keys {
+			t.Fatalf("%s: hash %q, keys %q; want %q, %q", what, got.PasswordHash, got.SCRAM, hash, keys)
+		}
+	}
+	want(a.ID, hash1, keys1, "after AddAccount")
+	want(old.ID, "$argon2id$x", "", "account without keys")
+	byAddr, err := st.GetAccount(c, "s@example.com")
+	must(t, err, "GetAccount")
+	list, err := st.ListAccounts(c, "example.com")
+	must(t, err, "ListAccounts")
+	if byAddr.SCRAM != keys1 || len(list) != 2 || list[1].SCRAM != keys1 {
+		t.Fatalf("GetAccount / ListAccounts lose the keys: %+v, %+v", byAddr, list)
+	}
+
+	must(t, st.SetPassword(c, a.ID, hash2, keys2), "SetPassword")
+	want(a.ID, hash2, keys2, "after SetPassword")
+	// Keys made for the old password are not written over the new ones.
+	wantErr(t, st.SetSCRAM(c, a.ID, hash1, keys3), store.ErrNotFound, "SetSCRAM with a stale hash")
+	want(a.ID, hash2, keys2, "after a stale SetSCRAM")
+	must(t, st.SetSCRAM(c, a.ID, hash2, keys3), "SetSCRAM")
+	want(a.ID, hash2, keys3, "after SetSCRAM")
+	// An account from before SCRAM gains keys; the other is untouched.
+	must(t, st.SetSCRAM(c, old.ID, "$argon2id$x", keys1), "SetSCRAM on an old account")
+	want(old.ID, "$argon2id$x", keys1, "old account after SetSCRAM")
+	want(a.ID, hash2, keys3, "other account after SetSCRAM")
+	// A new password without keys clears the old ones, which would still
+	// accept the old password.
+	must(t, st.SetPassword(c, a.ID, hash1, ""), "SetPassword without keys")
+	want(a.ID, hash1, "", "after SetPassword without keys")
+	wantErr(t, st.SetSCRAM(c, 1<<40, hash1, keys1), store.ErrNotFound, "SetSCRAM missing")
 }
 
 func testAliases(t *testing.T, st store.Store) {

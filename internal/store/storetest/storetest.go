@@ -22,6 +22,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}{
 		{"Domains", testDomains},
 		{"Accounts", testAccounts},
+		{"SCRAMKeys", testSCRAM},
 		{"Aliases", testAliases},
 		{"DefaultMailboxes", testDefaultMailboxes},
 		{"CreateDeleteMailbox", testCreateDeleteMailbox},
