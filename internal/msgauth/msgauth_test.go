@@ -2,6 +2,7 @@ package msgauth
 
 import (
 	"bytes"
+	"io"
 	"net/netip"
 	"os"
 	"strings"
@@ -107,6 +108,23 @@ func TestSignVerify(t *testing.T) {
 	res, _ = w.checker.Check(t.Context(), env, strings.NewReader(tampered))
 	if res.SPF != "fail" || res.DMARC != "fail" || res.Action != Reject || res.Reason == "" {
 		t.Errorf("forged: %+v\n%s", res, res.Header)
+	}
+}
+
+// SignReader signs a message read once, as the relay signs one it
+// converts while sending it; the signatures verify.
+func TestSignReaderVerifies(t *testing.T) {
+	w := newWorld(t, "v=DMARC1; p=reject")
+	// A header larger than one read, so the header is not read whole at once.
+	msg := strings.Replace(testMsg, "Subject: hi", "Subject: hi\r\nX-Pad: "+strings.Repeat("p", 9000), 1)
+	sigs, err := w.signer.SignReader(io.MultiReader(strings.NewReader(msg)))
+	if err != nil || strings.Count(string(sigs), "DKIM-Signature:") != 2 {
+		t.Fatalf("SignReader: %q, %v", sigs, err)
+	}
+	env := Envelope{IP: netip.MustParseAddr("127.0.0.2"), Helo: "mx.a.test", MailFrom: "alice@a.test"}
+	res, err := w.checker.Check(t.Context(), env, strings.NewReader(string(sigs)+msg))
+	if err != nil || len(res.DKIM) != 2 || res.DKIM[0] != "pass" || res.DKIM[1] != "pass" {
+		t.Fatalf("result %+v, %v", res, err)
 	}
 }
 

@@ -53,7 +53,15 @@ func NewSigner(dataDir string) *Signer {
 // keys here. The signing domain is the From: domain, so that DKIM aligns
 // for DMARC (RFC 7489 §3.1.1).
 func (s *Signer) Sign(msg io.ReaderAt, size int64) ([]byte, error) {
-	domain, err := fromDomain(io.NewSectionReader(msg, 0, size))
+	return s.SignReader(io.NewSectionReader(msg, 0, size))
+}
+
+// SignReader is Sign for a message that can be read only once, such as
+// one converted as it is sent: only its header is held, while the keys
+// are chosen.
+func (s *Signer) SignReader(msg io.Reader) ([]byte, error) {
+	var head bytes.Buffer
+	domain, err := fromDomain(io.TeeReader(msg, &head))
 	if err != nil || domain == "" {
 		return nil, nil // nothing to sign for; the peer judges the message
 	}
@@ -78,7 +86,7 @@ func (s *Signer) Sign(msg io.ReaderAt, size int64) ([]byte, error) {
 		signers = append(signers, ds)
 		writers = append(writers, ds)
 	}
-	_, err = io.Copy(io.MultiWriter(writers...), io.NewSectionReader(msg, 0, size))
+	_, err = io.Copy(io.MultiWriter(writers...), io.MultiReader(&head, msg))
 	var out bytes.Buffer
 	for _, ds := range signers {
 		if cerr := ds.Close(); err == nil {

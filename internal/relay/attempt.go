@@ -120,20 +120,15 @@ func (r *Relay) try(ctx context.Context, e store.QueueEntry, log *slog.Logger, e
 		return all(temporary, "4.3.0", "", "reading the queued message: "+err.Error())
 	}
 	defer body.Close()
-	env := envelope{from: e.From, size: body.Size(), ret: e.DSN.Ret, envID: e.DSN.EnvID,
-		utf8: needsUTF8(e, body)}
-	if r.deps.Signer != nil {
-		// Signed at each attempt rather than once at submission, so a
-		// key rotated meanwhile signs, and the stored copy stays as
-		// written (RFC 6376 §5: the signer may be any MTA on the way).
-		sigs, err := r.deps.Signer.Sign(body, body.Size())
-		if err != nil {
-			log.Error("DKIM signing failed", "err", err)
-			return all(temporary, "4.3.0", "", "DKIM signing failed: "+err.Error())
-		}
-		env.prefix = sigs
-		env.size += int64(len(sigs))
+	// Signed at each attempt rather than once at submission, so a key
+	// rotated meanwhile signs, the stored copy stays as written (RFC 6376
+	// §5: the signer may be any MTA on the way), and a copy converted
+	// for a 7-bit peer is signed as sent.
+	msg, err := newOutgoing(body, r.deps.Signer, log)
+	if err != nil {
+		return all(temporary, "4.3.0", "", "reading the queued message: "+err.Error())
 	}
+	env := envelope{from: e.From, ret: e.DSN.Ret, envID: e.DSN.EnvID, utf8: needsUTF8(e, body)}
 	for _, rc := range e.Recipients {
 		env.rcpts = append(env.rcpts, rcpt{addr: rc.Address, notify: rc.Notify, orcpt: rc.ORcpt})
 	}
@@ -146,7 +141,7 @@ func (r *Relay) try(ctx context.Context, e store.QueueEntry, log *slog.Logger, e
 			*evs = append(*evs, store.Event{Kind: "attempt", Detail: fmt.Sprintf("to %s [%s]", h.Name, a)})
 			log.Info("attempt", "host", h.Name, "addr", a.String())
 			r.attempts.Add(1)
-			replies, sec, err := r.sendTo(ctx, h.Name, a, env, body, verify)
+			replies, sec, err := r.sendTo(ctx, h.Name, a, env, msg, verify)
 			if err == nil {
 				*evs = append(*evs, store.Event{Kind: "session", Detail: h.Name + ": " + sec})
 				out := make([]outcome, len(e.Recipients))
@@ -166,9 +161,12 @@ func (r *Relay) try(ctx context.Context, e store.QueueEntry, log *slog.Logger, e
 			*evs = append(*evs, store.Event{Kind: "reply", Detail: h.Name + ": " + err.Error()})
 			var re *ReplyError
 			var pe *permError
+			var te *tempError
 			switch {
 			case errors.As(err, &pe):
 				return all(permanent, pe.status, h.Name, pe.msg)
+			case errors.As(err, &te):
+				return all(temporary, te.status, "", te.msg)
 			case errors.As(err, &re) && re.Cmd == "MAIL" && re.Permanent():
 				// The sender is refused: no other host will think otherwise.
 				rep := re.Reply.oneLine()
@@ -188,6 +186,12 @@ type permError struct{ status, msg string }
 
 func (e *permError) Error() string { return e.msg }
 
+// tempError is a failure of ours that another host would not cure, but
+// a later attempt may.
+type tempError struct{ status, msg string }
+
+func (e *tempError) Error() string { return e.msg }
+
 var errTLS = errors.New("TLS failed")
 
 // sendTo delivers over one connection to one address: with STARTTLS when
@@ -197,20 +201,20 @@ var errTLS = errors.New("TLS failed")
 //
 // With verify (an MTA-STS policy in enforce mode), TLS with a certificate
 // valid for host is required and there is no plaintext retry.
-func (r *Relay) sendTo(ctx context.Context, host string, addr netip.Addr, env envelope, body store.BlobReader, verify bool) ([]Reply, string, error) {
+func (r *Relay) sendTo(ctx context.Context, host string, addr netip.Addr, env envelope, msg *outgoing, verify bool) ([]Reply, string, error) {
 	if verify {
-		return r.sendOnce(ctx, host, addr, env, body, true, true)
+		return r.sendOnce(ctx, host, addr, env, msg, true, true)
 	}
-	replies, sec, err := r.sendOnce(ctx, host, addr, env, body, true, false)
+	replies, sec, err := r.sendOnce(ctx, host, addr, env, msg, true, false)
 	if errors.Is(err, errTLS) {
 		r.log.Warn("STARTTLS failed, retrying without TLS", "host", host, "err", err)
-		replies, sec, err = r.sendOnce(ctx, host, addr, env, body, false, false)
+		replies, sec, err = r.sendOnce(ctx, host, addr, env, msg, false, false)
 		sec += " (STARTTLS failed)"
 	}
 	return replies, sec, err
 }
 
-func (r *Relay) sendOnce(ctx context.Context, host string, addr netip.Addr, env envelope, body store.BlobReader, useTLS, verify bool) ([]Reply, string, error) {
+func (r *Relay) sendOnce(ctx context.Context, host string, addr netip.Addr, env envelope, msg *outgoing, useTLS, verify bool) ([]Reply, string, error) {
 	key := net.JoinHostPort(addr.String(), Port)
 	c, sec := r.pool.get(key)
 	if c != nil && (!useTLS && c.tlsVersion != "" || verify && c.verified != host || c.reset() != nil) {
@@ -225,16 +229,23 @@ func (r *Relay) sendOnce(ctx context.Context, host string, addr netip.Addr, env 
 	} else {
 		sec += ", reused"
 	}
-	if err := r.checkLimits(host, c, env); err != nil {
+	f, err := formFor(host, c, env, msg)
+	if err != nil {
 		r.pool.put(key, c, sec)
 		return nil, "", err
 	}
-	replies, err := c.send(ctx, env, io.MultiReader(bytes.NewReader(env.prefix), io.NewSectionReader(body, 0, body.Size())))
+	env.prefix, env.size = f.prefix, f.size
+	body := f.open(msg.blob)
+	defer body.Close()
+	replies, err := c.send(ctx, env, body)
 	if err != nil {
 		c.quit()
 		return nil, "", err
 	}
 	r.pool.put(key, c, sec)
+	if f.conv != nil {
+		sec += ", converted to 7 bit"
+	}
 	return replies, sec, nil
 }
 
@@ -282,17 +293,27 @@ func (r *Relay) connect(ctx context.Context, host, addr string, useTLS, verify b
 	return c, sec, nil
 }
 
-func (r *Relay) checkLimits(host string, c *client, env envelope) error {
-	if max, ok := c.ext["SIZE"]; ok && max != "" && max != "0" {
-		var n int64
-		if _, err := fmt.Sscan(max, &n); err == nil && n > 0 && env.size > n {
-			// RFC 1870 §6.1; RFC 3463 5.3.4: message too big for system.
-			return &permError{"5.3.4", fmt.Sprintf("message of %d bytes exceeds the %d bytes %s accepts", env.size, n, host)}
-		}
-	}
+// formFor checks that the peer can take the message and returns the
+// form it gets, which depends on its extensions.
+func formFor(host string, c *client, env envelope, msg *outgoing) (*form, error) {
 	if env.utf8 && !c.has("SMTPUTF8") {
 		// RFC 6531 §3.5; RFC 6533 5.6.7: non-ASCII addresses unsupported.
-		return &permError{"5.6.7", host + " does not support SMTPUTF8, which this message needs"}
+		return nil, &permError{"5.6.7", host + " does not support SMTPUTF8, which this message needs"}
+	}
+	f := msg.formFor(c, host)
+	if f.err != nil {
+		return nil, f.err
+	}
+	return f, checkSize(host, c, f.size)
+}
+
+func checkSize(host string, c *client, size int64) error {
+	if max, ok := c.ext["SIZE"]; ok && max != "" && max != "0" {
+		var n int64
+		if _, err := fmt.Sscan(max, &n); err == nil && n > 0 && size > n {
+			// RFC 1870 §6.1; RFC 3463 5.3.4: message too big for system.
+			return &permError{"5.3.4", fmt.Sprintf("message of %d bytes exceeds the %d bytes %s accepts", size, n, host)}
+		}
 	}
 	return nil
 }

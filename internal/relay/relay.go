@@ -6,9 +6,11 @@
 //
 // The flow of one queue entry (attempt.go): lookup → for each MX host and
 // address until one takes the transaction: connect, EHLO, STARTTLS when
-// offered, MAIL/RCPT/DATA → 2xx recipients are done, 5xx ones bounce, 4xx
-// ones and connection failures wait for the next attempt (nextDelay) until
-// the entry's lifetime ends, when they bounce too.
+// offered, the form of the message the peer takes (outgoing.go: as
+// stored, or converted to 7 bit), MAIL/RCPT/DATA → 2xx recipients are
+// done, 5xx ones bounce, 4xx ones and connection failures wait for the
+// next attempt (nextDelay) until the entry's lifetime ends, when they
+// bounce too.
 package relay
 
 import (
@@ -141,9 +143,11 @@ type Deps struct {
 }
 
 // Signer returns header fields to prepend to a message (msgauth.Signer):
-// DKIM signatures, or nil when it has no key for the message.
+// DKIM signatures, or nil when it has no key for the message. It reads
+// the message once, as it may be made while it is read (a conversion to
+// 7 bit).
 type Signer interface {
-	Sign(msg io.ReaderAt, size int64) ([]byte, error)
+	SignReader(msg io.Reader) ([]byte, error)
 }
 
 // Relay is the outbound worker. Start it with Start, stop it with

@@ -41,10 +41,11 @@ type peer struct {
 }
 
 type received struct {
-	from  string
-	rcpts []string
-	body  string
-	utf8  bool
+	from     string
+	rcpts    []string
+	body     string
+	utf8     bool
+	bodyType smtp.BodyType // MAIL's BODY parameter
 }
 
 func startPeer(t *testing.T, utf8 bool) *peer {
@@ -95,6 +96,9 @@ func (s *peerSession) Reset()        { s.cur = received{} }
 func (s *peerSession) Logout() error { return nil }
 func (s *peerSession) Mail(from string, opts *smtp.MailOptions) error {
 	s.cur = received{from: from, utf8: opts != nil && opts.UTF8}
+	if opts != nil {
+		s.cur.bodyType = opts.Body
+	}
 	return nil
 }
 func (s *peerSession) Rcpt(to string, _ *smtp.RcptOptions) error {
