@@ -68,7 +68,7 @@ func TestFaultDiskFull(t *testing.T) {
 	acked := map[string]string{}
 	send := func(token string, size int) error {
 		// Small bodies live in the database, large ones in blob files
-		// (sqlite.inlineMax is 64 KiB): fill both paths.
+		// (sqlite.inlineMax is 192 KiB): fill both paths.
 		body := fmt.Sprintf("Subject: %s\r\n\r\n%s\r\n%s", token, token, strings.Repeat(strings.Repeat("y", 78)+"\r\n", size/80))
 		err := smtpSendTo(addr, "u@fault.test", body)
 		if err == nil {
@@ -83,7 +83,7 @@ func TestFaultDiskFull(t *testing.T) {
 		}
 		size := 4 << 10
 		if n%3 == 0 && refused == 0 {
-			size = 100 << 10
+			size = 256 << 10
 		}
 		err := send(fmt.Sprintf("fill-%d", n), size)
 		var se *smtp.SMTPError

@@ -102,15 +102,9 @@ func (d *Deliverer) Resolve(ctx context.Context, address string) (Recipient, err
 	if err != nil {
 		return Recipient{}, fmt.Errorf("%w: %v", ErrBadAddress, err)
 	}
-	_, domain, _ := accounts.SplitAddress(addr)
-	if _, err := d.st.GetDomain(ctx, domain); errors.Is(err, store.ErrNotFound) {
-		return Recipient{}, ErrNotLocal
-	} else if err != nil {
-		return Recipient{}, fmt.Errorf("resolve %s: %w", addr, err)
-	}
 	r := Recipient{Address: addr}
-	seen := map[string]bool{}
-	if err := d.expand(ctx, addr, 0, seen, &r); err != nil {
+	x := &expansion{seen: map[string]bool{}, accounts: map[int64]store.Account{}}
+	if err := d.expand(ctx, addr, 0, x, &r); err != nil {
 		return Recipient{}, err
 	}
 	if len(r.Remote) > 0 && !d.cfg.Relay {
@@ -119,11 +113,7 @@ func (d *Deliverer) Resolve(ctx context.Context, address string) (Recipient, err
 	if len(r.Accounts) > 0 && len(r.Remote) == 0 {
 		full := 0
 		for _, id := range r.Accounts {
-			a, err := d.st.GetAccountByID(ctx, id)
-			if err != nil {
-				return Recipient{}, fmt.Errorf("resolve %s: %w", addr, err)
-			}
-			if a.QuotaBytes > 0 && a.UsedBytes >= a.QuotaBytes {
+			if a := x.accounts[id]; a.QuotaBytes > 0 && a.UsedBytes >= a.QuotaBytes {
 				full++
 			}
 		}
@@ -132,6 +122,14 @@ func (d *Deliverer) Resolve(ctx context.Context, address string) (Recipient, err
 		}
 	}
 	return r, nil
+}
+
+// expansion is what one Resolve has seen: the addresses already expanded
+// (an alias loop or a target named twice gives one copy) and the accounts
+// reached, kept so their quotas need no second lookup.
+type expansion struct {
+	seen     map[string]bool
+	accounts map[int64]store.Account
 }
 
 // Remote returns the recipient for an address in a foreign domain, for
@@ -151,11 +149,11 @@ func (d *Deliverer) Remote(address string) (Recipient, error) {
 // expand adds addr's final targets to r: an account, an alias's targets
 // (recursively), the account or alias without a +tag, the domain's
 // catch-all, or, for postmaster, the first admin account.
-func (d *Deliverer) expand(ctx context.Context, addr string, depth int, seen map[string]bool, r *Recipient) error {
-	if seen[addr] {
+func (d *Deliverer) expand(ctx context.Context, addr string, depth int, x *expansion, r *Recipient) error {
+	if x.seen[addr] {
 		return nil // an alias loop or a target named twice: one copy
 	}
-	seen[addr] = true
+	x.seen[addr] = true
 	if depth > maxAliasDepth {
 		return fmt.Errorf("%w: alias chain deeper than %d at %s", ErrUnknownUser, maxAliasDepth, addr)
 	}
@@ -178,28 +176,29 @@ func (d *Deliverer) expand(ctx context.Context, addr string, depth int, seen map
 		candidates = append(candidates, base+"@"+domain)
 	}
 	for _, c := range candidates {
-		found, err := d.expandExact(ctx, c, depth, seen, r)
+		found, err := d.expandExact(ctx, c, depth, x, r)
 		if found || err != nil {
 			return err
 		}
 	}
 	if dom.CatchAll != "" && dom.CatchAll != addr {
-		return d.expand(ctx, dom.CatchAll, depth+1, seen, r)
+		return d.expand(ctx, dom.CatchAll, depth+1, x, r)
 	}
 	if accounts.StripTag(local) == "postmaster" {
 		// RFC 5321 §4.5.1: postmaster must be deliverable for every
 		// domain we accept mail for.
-		return d.expandPostmaster(ctx, addr, r)
+		return d.expandPostmaster(ctx, x, r)
 	}
 	return ErrUnknownUser
 }
 
 // expandExact resolves addr as an account or an alias, without tag
 // stripping or catch-all, and reports whether it exists.
-func (d *Deliverer) expandExact(ctx context.Context, addr string, depth int, seen map[string]bool, r *Recipient) (bool, error) {
+func (d *Deliverer) expandExact(ctx context.Context, addr string, depth int, x *expansion, r *Recipient) (bool, error) {
 	a, err := d.st.GetAccount(ctx, addr)
 	if err == nil {
 		r.Accounts = appendUnique(r.Accounts, a.ID)
+		x.accounts[a.ID] = a
 		return true, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return false, err
@@ -211,7 +210,7 @@ func (d *Deliverer) expandExact(ctx context.Context, addr string, depth int, see
 		return false, err
 	}
 	for _, t := range al.Targets {
-		if err := d.expand(ctx, t, depth+1, seen, r); err != nil && !errors.Is(err, ErrUnknownUser) {
+		if err := d.expand(ctx, t, depth+1, x, r); err != nil && !errors.Is(err, ErrUnknownUser) {
 			return true, err
 		}
 	}
@@ -221,7 +220,7 @@ func (d *Deliverer) expandExact(ctx context.Context, addr string, depth int, see
 	return true, nil
 }
 
-func (d *Deliverer) expandPostmaster(ctx context.Context, addr string, r *Recipient) error {
+func (d *Deliverer) expandPostmaster(ctx context.Context, x *expansion, r *Recipient) error {
 	all, err := d.st.ListAccounts(ctx, "")
 	if err != nil {
 		return err
@@ -229,6 +228,7 @@ func (d *Deliverer) expandPostmaster(ctx context.Context, addr string, r *Recipi
 	for _, a := range all {
 		if a.Admin {
 			r.Accounts = appendUnique(r.Accounts, a.ID)
+			x.accounts[a.ID] = a
 			return nil
 		}
 	}

@@ -295,18 +295,40 @@ type lineChecker struct {
 	err    error
 }
 
+// check looks only at the line endings, found with bytes.IndexByte and
+// counted with bytes.Count, which go through a body many bytes at a time:
+// every LF must follow a CR, and every CR but a last one must come before
+// an LF, so the CRs number the LFs plus one if p ends in CR.
 func (l *lineChecker) check(p []byte) error {
-	for _, c := range p {
-		switch {
-		case l.prevCR && c != '\n':
-			l.err = replyBareLineEnding
-		case c == '\n' && !l.prevCR:
-			l.err = replyBareLineEnding
+	if len(p) == 0 {
+		return nil
+	}
+	if l.prevCR != (p[0] == '\n') {
+		l.err = replyBareLineEnding
+		return l.err
+	}
+	lfs := 0
+	for i := 1; ; {
+		j := bytes.IndexByte(p[i:], '\n')
+		if j < 0 {
+			break
 		}
-		if l.err != nil {
+		i += j
+		if p[i-1] != '\r' {
+			l.err = replyBareLineEnding
 			return l.err
 		}
-		l.prevCR = c == '\r'
+		lfs++
+		i++
+	}
+	l.prevCR = p[len(p)-1] == '\r'
+	crs := lfs
+	if l.prevCR {
+		crs++
+	}
+	if bytes.Count(p, []byte{'\r'}) != crs {
+		l.err = replyBareLineEnding
+		return l.err
 	}
 	return nil
 }

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -90,6 +92,51 @@ func TestLineChecker(t *testing.T) {
 			t.Errorf("%q: err %v", in, err)
 		}
 	}
+}
+
+// TestLineCheckerChunks compares the checker, fed in chunks of every
+// size, with the rule it implements read byte by byte: no CR without an
+// LF after it, no LF without a CR before it.
+func TestLineCheckerChunks(t *testing.T) {
+	valid := func(s string) bool {
+		for i := 0; i < len(s); i++ {
+			if s[i] == '\r' && (i+1 == len(s) || s[i+1] != '\n') || s[i] == '\n' && (i == 0 || s[i-1] != '\r') {
+				return false
+			}
+		}
+		return true
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := "ab\r\n"
+	for range 5000 {
+		b := make([]byte, rng.IntN(12))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		in := string(b)
+		for chunk := 1; chunk <= len(in)+1; chunk++ {
+			l := &lineChecker{r: iotest.HalfReader(&chunkReader{s: in, n: chunk})}
+			_, err := io.ReadAll(l)
+			if (err == nil) != valid(in) {
+				t.Fatalf("%q in chunks of %d: err %v, want valid=%v", in, chunk, err, valid(in))
+			}
+		}
+	}
+}
+
+// chunkReader returns s n bytes at a time.
+type chunkReader struct {
+	s string
+	n int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if c.s == "" {
+		return 0, io.EOF
+	}
+	k := copy(p[:min(len(p), c.n)], c.s)
+	c.s = c.s[k:]
+	return k, nil
 }
 
 func TestCheckRecipient(t *testing.T) {

@@ -77,7 +77,7 @@ func BenchmarkDeliver(b *testing.B) {
 // putting it in its own file, around the inline limit: the measurement
 // behind inlineMax.
 func BenchmarkDeliverSize(b *testing.B) {
-	for _, size := range []int{16 << 10, 64 << 10, 256 << 10} {
+	for _, size := range []int{16 << 10, 64 << 10, 100 << 10, 128 << 10, 192 << 10, 256 << 10} {
 		for _, where := range []string{"inline", "file"} {
 			for _, w := range []int{1, 64} {
 				b.Run(fmt.Sprintf("size=%dK/%s/writers=%d", size>>10, where, w), func(b *testing.B) {

@@ -252,7 +252,7 @@ func TestGarbageFiles(t *testing.T) {
 	defer s.Close()
 	ctx := t.Context()
 	account := setupAccount(t, s)
-	body := strings.Repeat("large body line\r\n", 10000)
+	body := strings.Repeat("large body line\r\n", inlineMax/17+1)
 	b, err := s.Spool(ctx, strings.NewReader(body), 1<<20)
 	if err != nil || b.Path == "" {
 		t.Fatalf("Spool of a large body: %+v, %v", b, err)
