@@ -36,8 +36,10 @@ func (c *conn) cmdCompress(tag string, p *parser) error {
 	}
 	// Level 1: replies are mostly small and CPU is shared by every session.
 	zw, _ := flate.NewWriter(&deadlineWriter{nc: c.nc, w: c.stream}, flate.BestSpeed)
-	c.zw = zw
 	c.br = bufio.NewReaderSize(newInflater(&deadlineReader{c: c, r: c.stream}), readBufSize)
+	c.release()
+	c.zw = zw
+	c.wdst = zw
 	c.bw = bufio.NewWriterSize(zw, writeBufSize)
 	return nil
 }

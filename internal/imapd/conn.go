@@ -41,7 +41,8 @@ type conn struct {
 
 	stream io.ReadWriter // nc or its TLS layer, under br and bw
 	br     *bufio.Reader
-	bw     *bufio.Writer
+	bw     *bufio.Writer // nil between responses unless compressing: see out
+	wdst   io.Writer     // what bw writes to
 	zw     *flate.Writer // COMPRESS=DEFLATE: flushed after bw
 	tls    bool
 
@@ -81,20 +82,47 @@ func newConn(s *Server, nc net.Conn, ip netip.Addr) *conn {
 	return c
 }
 
-// Buffer sizes: most of what an idle session holds is these two buffers,
-// so they are small. Longer command lines are read in fragments (readLine)
+// Buffer sizes: most of what an idle session holds is its read buffer,
+// so it is small. Longer command lines are read in fragments (readLine)
 // and large literals bypass the writer's buffer.
 const (
 	readBufSize  = 4 << 10
 	writeBufSize = 8 << 10
 )
 
-// setStreams (re)builds the buffered reader and writer over rw, after
-// STARTTLS or COMPRESS.
+// writers lends write buffers for the time of one response: a session
+// spends most of its life waiting for a command or in IDLE, and need not
+// hold a buffer meanwhile.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
+
+// setStreams (re)builds the buffered reader and the writer's destination
+// over rw, after STARTTLS.
 func (c *conn) setStreams(rw io.ReadWriter) {
 	c.stream = rw
 	c.br = bufio.NewReaderSize(&deadlineReader{c: c, r: rw}, readBufSize)
-	c.bw = bufio.NewWriterSize(&deadlineWriter{nc: c.nc, w: rw}, writeBufSize)
+	c.release()
+	c.wdst = &deadlineWriter{nc: c.nc, w: rw}
+}
+
+// out is the buffered writer for the response being written, borrowed
+// from writers until the next flush. Only the session's goroutine writes.
+func (c *conn) out() *bufio.Writer {
+	if c.bw == nil {
+		c.bw = writers.Get().(*bufio.Writer)
+		c.bw.Reset(c.wdst)
+	}
+	return c.bw
+}
+
+// release returns an empty borrowed writer. A compressing session keeps
+// its own: the deflate stream behind it is the session's.
+func (c *conn) release() {
+	if c.bw == nil || c.zw != nil || c.bw.Buffered() > 0 {
+		return
+	}
+	c.bw.Reset(nil)
+	writers.Put(c.bw)
+	c.bw = nil
 }
 
 // deadlineReader sets the read deadline: autologout (RFC 3501 §5.4)
@@ -254,22 +282,28 @@ func (c *conn) continueLiteral(sync bool) error {
 }
 
 func (c *conn) writeLine(s string) {
-	c.bw.WriteString(s)
-	c.bw.WriteString("\r\n")
+	w := c.out()
+	w.WriteString(s)
+	w.WriteString("\r\n")
 }
 
 func (c *conn) writef(format string, args ...any) {
-	fmt.Fprintf(c.bw, format, args...)
-	c.bw.WriteString("\r\n")
+	w := c.out()
+	fmt.Fprintf(w, format, args...)
+	w.WriteString("\r\n")
 }
 
 func (c *conn) flush() error {
+	if c.bw == nil {
+		return nil
+	}
 	if err := c.bw.Flush(); err != nil {
 		return err
 	}
 	if c.zw != nil {
 		return c.zw.Flush() // sync flush: the client can decode all of it
 	}
+	c.release()
 	return nil
 }
 

@@ -404,18 +404,18 @@ func (c *conn) fetchOne(i int, msg *store.Message, items []fetchItem, flagsChang
 	m := c.sel.msgs[i]
 	f := &fetchWriter{c: c, msg: msg}
 	defer f.close()
-	c.bw.WriteString("* " + strconv.Itoa(i+1) + " FETCH (")
+	c.out().WriteString("* " + strconv.Itoa(i+1) + " FETCH (")
 	wroteFlags := false
 	for _, it := range items {
 		f.sep()
 		switch it.name {
 		case "UID":
-			c.bw.WriteString("UID " + strconv.FormatUint(uint64(m.uid), 10))
+			c.out().WriteString("UID " + strconv.FormatUint(uint64(m.uid), 10))
 		case "FLAGS":
-			c.bw.WriteString("FLAGS " + flagList(m.flags))
+			c.out().WriteString("FLAGS " + flagList(m.flags))
 			wroteFlags = true
 		case "MODSEQ":
-			c.bw.WriteString("MODSEQ (" + strconv.FormatUint(m.modseq, 10) + ")")
+			c.out().WriteString("MODSEQ (" + strconv.FormatUint(m.modseq, 10) + ")")
 		default:
 			if err := f.item(it); err != nil {
 				return err
@@ -424,9 +424,9 @@ func (c *conn) fetchOne(i int, msg *store.Message, items []fetchItem, flagsChang
 	}
 	if flagsChanged && !wroteFlags {
 		f.sep()
-		c.bw.WriteString("FLAGS " + flagList(m.flags))
+		c.out().WriteString("FLAGS " + flagList(m.flags))
 	}
-	c.bw.WriteString(")\r\n")
+	c.out().WriteString(")\r\n")
 	if f.soft != nil {
 		c.fetchErr = f.soft
 	}

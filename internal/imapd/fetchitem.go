@@ -27,7 +27,7 @@ type fetchWriter struct {
 
 func (f *fetchWriter) sep() {
 	if f.n > 0 {
-		f.c.bw.WriteByte(' ')
+		f.c.out().WriteByte(' ')
 	}
 	f.n++
 }
@@ -57,7 +57,7 @@ func (f *fetchWriter) info() *msginfo.Info {
 }
 
 func (f *fetchWriter) item(it fetchItem) error {
-	c, w := f.c, f.c.bw
+	c, w := f.c, f.c.out()
 	switch it.name {
 	case "INTERNALDATE":
 		w.WriteString(`INTERNALDATE "` + f.msg.InternalDate.Format("02-Jan-2006 15:04:05 -0700") + `"`)
@@ -116,7 +116,7 @@ func (f *fetchWriter) section(label string, it fetchItem) error {
 
 // literal writes label, the partial origin and the (partial) data.
 func (f *fetchWriter) literal(label string, it fetchItem, r io.Reader, size int64, binary bool) error {
-	w := f.c.bw
+	w := f.c.out()
 	off, n := int64(0), size
 	if it.partial {
 		off = min(it.offset, size)
@@ -175,7 +175,7 @@ func (f *fetchWriter) binary(it fetchItem) error {
 	}
 	label := "[" + it.sec.String() + "]"
 	if it.name == "BINARY.SIZE[" {
-		f.c.bw.WriteString("BINARY.SIZE" + label + " " + strconv.Itoa(len(data)))
+		f.c.out().WriteString("BINARY.SIZE" + label + " " + strconv.Itoa(len(data)))
 		return nil
 	}
 	return f.literal("BINARY"+label, it, bytes.NewReader(data), int64(len(data)), bytes.IndexByte(data, 0) >= 0)
@@ -188,7 +188,7 @@ func (f *fetchWriter) nilItem(it fetchItem, err error) error {
 	if it.name == "BINARY.SIZE[" {
 		name = "BINARY.SIZE"
 	}
-	f.c.bw.WriteString(name + "[" + it.sec.String() + "] NIL")
+	f.c.out().WriteString(name + "[" + it.sec.String() + "] NIL")
 	f.soft = err
 	return nil
 }
