@@ -111,14 +111,8 @@ func (c *conn) cmdCreate(tag string, p *parser) error {
 	if name == "INBOX" {
 		return nof("ALREADYEXISTS", "INBOX always exists")
 	}
-	// Create missing parents (RFC 3501 §6.3.3 SHOULD).
-	for i := range len(name) {
-		if name[i] == '/' {
-			_, err := c.srv.st.CreateMailbox(c.ctx, c.acct.ID, name[:i], "")
-			if err != nil && !errors.Is(err, store.ErrExists) {
-				return err
-			}
-		}
+	if err := mailboxname.CreateParents(c.ctx, c.srv.st, c.acct.ID, name); err != nil {
+		return err
 	}
 	if _, err := c.srv.st.CreateMailbox(c.ctx, c.acct.ID, name, use); err != nil {
 		return err

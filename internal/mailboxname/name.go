@@ -11,9 +11,12 @@
 package mailboxname
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/ternmail/tern/internal/store"
 )
 
 // Sep is the hierarchy separator every door announces (LIST "/").
@@ -80,4 +83,23 @@ func Parent(name string) string {
 // Within reports whether name is ancestor itself or below it.
 func Within(name, ancestor string) bool {
 	return name == ancestor || strings.HasPrefix(name, ancestor+Sep)
+}
+
+// Creator is the store call CreateParents needs.
+type Creator interface {
+	CreateMailbox(ctx context.Context, accountID int64, name, specialUse string) (store.Mailbox, error)
+}
+
+// CreateParents creates the levels above name that do not exist yet, as
+// CREATE should (RFC 3501 §6.3.3) and RENAME may (§6.3.5), so that every
+// level of a hierarchy is a mailbox of its own.
+func CreateParents(ctx context.Context, st Creator, accountID int64, name string) error {
+	for i := range len(name) {
+		if name[i] == Sep[0] {
+			if _, err := st.CreateMailbox(ctx, accountID, name[:i], ""); err != nil && !errors.Is(err, store.ErrExists) {
+				return err
+			}
+		}
+	}
+	return nil
 }

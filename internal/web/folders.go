@@ -2,7 +2,6 @@ package web
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"net/http"
 	"slices"
@@ -171,7 +170,7 @@ func (s *Server) folderCreate(w http.ResponseWriter, r *http.Request, u *userCtx
 		s.folderError(w, r, u, &userError{"INBOX always exists."})
 		return
 	}
-	if err := s.createParents(ctx, u.acct.ID, name); err != nil {
+	if err := mailboxname.CreateParents(ctx, s.st, u.acct.ID, name); err != nil {
 		s.folderError(w, r, u, err)
 		return
 	}
@@ -182,20 +181,6 @@ func (s *Server) folderCreate(w http.ResponseWriter, r *http.Request, u *userCtx
 	s.log.Info("web folder created", "user", u.acct.Address, "mailbox", name)
 	u.sess.setFlash("Folder “"+name+"” created.", false)
 	http.Redirect(w, r, "/folders", http.StatusSeeOther)
-}
-
-// createParents creates the missing levels above name, as IMAP CREATE
-// does (RFC 3501 §6.3.3 SHOULD) and RENAME should (§6.3.5).
-func (s *Server) createParents(ctx context.Context, accountID int64, name string) error {
-	for i := range len(name) {
-		if name[i] == mailboxname.Sep[0] {
-			_, err := s.st.CreateMailbox(ctx, accountID, name[:i], "")
-			if err != nil && !errors.Is(err, store.ErrExists) {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 func existsAs(err error, name string) error {
@@ -229,7 +214,7 @@ func (s *Server) folderRename(w http.ResponseWriter, r *http.Request, u *userCtx
 		s.folderError(w, r, u, existsAs(err, to))
 		return
 	}
-	if err := s.createParents(ctx, u.acct.ID, to); err != nil {
+	if err := mailboxname.CreateParents(ctx, s.st, u.acct.ID, to); err != nil {
 		s.folderError(w, r, u, err)
 		return
 	}
