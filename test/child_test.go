@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/ternmail/tern/internal/accounts"
 	"github.com/ternmail/tern/internal/config"
-	"github.com/ternmail/tern/internal/daemon"
 	"github.com/ternmail/tern/internal/store"
 	"github.com/ternmail/tern/internal/store/sqlite"
 	"github.com/ternmail/tern/internal/testenv"
@@ -178,32 +176,7 @@ func startServerWith(t *testing.T, domain string, users map[string]string, adjus
 	if adjust != nil {
 		adjust(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() && os.Getenv("TERN_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	d, err := daemon.Start(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := d.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	m := accounts.NewManager(d.Store())
-	ctx := context.Background()
-	if err := m.AddDomain(ctx, domain); err != nil {
-		t.Fatal(err)
-	}
-	for u, pw := range users {
-		if _, err := m.AddUser(ctx, u, pw); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return &server{Daemon: d, cfg: cfg}
+	return runServer(t, cfg, domain, users)
 }
 
 // requireRoot skips a test that needs root (mount), or fails it under CI.

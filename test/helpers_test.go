@@ -34,8 +34,16 @@ func startServer(t *testing.T, domain string, users map[string]string) *server {
 		SMTP: "127.0.0.1:0", Submission: "127.0.0.1:0", Submissions: "127.0.0.1:0",
 		IMAP: "127.0.0.1:0", IMAPS: "127.0.0.1:0", POP3: "127.0.0.1:0", POP3S: "127.0.0.1:0",
 	}
+	return runServer(t, cfg, domain, users)
+}
+
+// runServer starts a Tern with cfg, stopped when the test ends, and gives
+// it domain and users (address → password). Its log goes to stderr with
+// -v and TERN_TEST_LOG set.
+func runServer(t *testing.T, cfg config.Config, domain string, users map[string]string) *server {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
+	if testing.Verbose() && os.Getenv("TERN_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	d, err := daemon.Start(cfg, log)
