@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"slices"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/ternmail/tern/internal/accounts"
 	"github.com/ternmail/tern/internal/config"
@@ -29,45 +27,6 @@ import (
 
 // Several Tern nodes on one PostgreSQL database (issue 10). The database
 // is TERN_TEST_POSTGRES; each test gets its own schema.
-
-// pgSchemaDSN creates a fresh schema in the test database and returns a
-// DSN that selects it.
-func pgSchemaDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("TERN_TEST_POSTGRES")
-	if dsn == "" {
-		if testenv.InCI() {
-			t.Fatal("TERN_TEST_POSTGRES is required under CI=true")
-		}
-		t.Skip("TERN_TEST_POSTGRES not set")
-	}
-	schema := fmt.Sprintf("tern_e2e_%d_%d", os.Getpid(), rand.IntN(1e9))
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("drop schema: %v", err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-	})
-	sep := "?"
-	if strings.Contains(dsn, "?") {
-		sep = "&"
-	}
-	return dsn + sep + "search_path=" + schema
-}
 
 // startPGNode starts an in-process tern serve on the PostgreSQL store
 // with SMTP and IMAP on free loopback ports, its own data directory and
@@ -127,7 +86,7 @@ func pgSend(addr, rcpt, body string) error {
 // through either lands once; IMAP IDLE on node B hears of a delivery made
 // through node A within 100 ms.
 func TestTwoNodesPostgres(t *testing.T) {
-	dsn := pgSchemaDSN(t)
+	dsn := testenv.PostgresSchemaDSN(t)
 	a := startPGNode(t, dsn)
 	b := startPGNode(t, dsn)
 	ctx := t.Context()
@@ -271,7 +230,7 @@ func startPGRelayNode(t *testing.T, dsn string, dns interface{ Addr() string }) 
 // domain on a shared store, for another domain, is relayed by whichever
 // node leases it, each message exactly once.
 func TestTwoNodesRelayPostgres(t *testing.T) {
-	dsn := pgSchemaDSN(t)
+	dsn := testenv.PostgresSchemaDSN(t)
 	needPort25(t)
 	dns := relayDNS(t)
 	dest := startMXNode(t, dns, "b.test", "127.0.0.3", t.TempDir(), map[string]string{"bob@b.test": "pw-bob"})
@@ -316,7 +275,7 @@ func TestKillNodePostgres(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs tern serve; skipped with -short")
 	}
-	dsn := pgSchemaDSN(t)
+	dsn := testenv.PostgresSchemaDSN(t)
 	dir := t.TempDir()
 	bin := dir + "/tern"
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/tern").CombinedOutput(); err != nil {

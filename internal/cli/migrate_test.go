@@ -1,57 +1,17 @@
 package cli
 
 import (
-	"context"
-	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ternmail/tern/internal/store/postgres"
 	"github.com/ternmail/tern/internal/testenv"
 )
 
-// pgSchemaDSN creates a schema in the TERN_TEST_POSTGRES database for
-// the test and returns a DSN selecting it.
-func pgSchemaDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("TERN_TEST_POSTGRES")
-	if dsn == "" {
-		if testenv.InCI() {
-			t.Fatal("TERN_TEST_POSTGRES is required under CI=true")
-		}
-		t.Skip("TERN_TEST_POSTGRES not set")
-	}
-	schema := fmt.Sprintf("tern_cli_%d_%d", os.Getpid(), rand.IntN(1e9))
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err == nil {
-			conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-			conn.Close(ctx)
-		}
-	})
-	sep := "?"
-	if strings.Contains(dsn, "?") {
-		sep = "&"
-	}
-	return dsn + sep + "search_path=" + schema
-}
-
 func TestMigrateToPostgres(t *testing.T) {
-	dsn := pgSchemaDSN(t)
+	dsn := testenv.PostgresSchemaDSN(t)
 	dir := t.TempDir()
 	for _, s := range [][]string{
 		{"domain", "add", "example.com"},

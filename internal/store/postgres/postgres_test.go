@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ternmail/tern/internal/store"
@@ -26,47 +25,9 @@ import (
 // search_path and dropped when the test ends, so tests neither see each
 // other nor need the right to create databases.
 
-func testDSN(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv("TERN_TEST_POSTGRES")
-	if dsn == "" {
-		if testenv.InCI() {
-			t.Fatal("TERN_TEST_POSTGRES is required under CI=true")
-		}
-		t.Skip("TERN_TEST_POSTGRES not set")
-	}
-	return dsn
-}
+func testDSN(t testing.TB) string { return testenv.PostgresDSN(t) }
 
-var schemaSeq atomic.Int64
-
-// newSchema creates an empty schema for the test and returns its name.
-func newSchema(t testing.TB) string {
-	t.Helper()
-	dsn := testDSN(t)
-	name := fmt.Sprintf("tern_test_%d_%d_%d", os.Getpid(), schemaSeq.Add(1), rand.IntN(1e6))
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("connect to TERN_TEST_POSTGRES: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("drop schema: %v", err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{name}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-	})
-	return name
-}
+func newSchema(t testing.TB) string { return testenv.PostgresSchema(t) }
 
 // schemaConfig is the pool configuration for a store in schema.
 func schemaConfig(t testing.TB, schema string) *pgxpool.Config {
